@@ -1,0 +1,552 @@
+//! The one validated `Config`, built from defaults, a YAML file, the
+//! environment and command-line flags, in rising order of precedence.
+//!
+//! The set of valid keys is the shape of `Config::default()` serialised to
+//! YAML, so a key exists in exactly one place (the struct) and the unknown-key
+//! check, the `FLAGBASE_*` environment names and the defaults can never drift.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::{Mapping, Value};
+
+use crate::duration::HumanDuration;
+
+/// Every setting Flagbase reads. Library code receives it (or a part of it);
+/// only the binary builds it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub iam: IamConfig,
+    pub storage: StorageConfig,
+    pub events: EventsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub host: String,
+    /// 0 picks a free port; the banner shows the one chosen.
+    pub port: u16,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: u64,
+    /// How long shutdown waits for in-flight requests before giving up.
+    pub shutdown_timeout: HumanDuration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub path: PathBuf,
+    /// Read-only connections beside the single writer.
+    pub readers: usize,
+    pub busy_timeout: HumanDuration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IamConfig {
+    /// HS256 signing secret. When absent a random one is generated on first
+    /// start and kept in the database.
+    pub jwt_secret: Option<String>,
+    pub token_ttl: HumanDuration,
+    pub issuer: String,
+    pub setup_token_ttl: HumanDuration,
+    /// Failed logins allowed per account within `login_lockout` before 429.
+    pub login_max_failures: u32,
+    /// Failed logins allowed per client address within `login_lockout`.
+    pub login_max_failures_per_ip: u32,
+    pub login_lockout: HumanDuration,
+    /// Password hashes computed at once; 0 means one per CPU core.
+    pub hash_concurrency: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub base_path: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    pub nats_port: u16,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// debug, info, warn or error.
+    pub level: String,
+    /// pretty or json.
+    pub format: String,
+}
+
+/// The secret every tutorial shows; refusing it keeps copies of tutorials safe.
+pub const WELL_KNOWN_SECRET: &str = "change-me-in-production";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig {
+                host: "0.0.0.0".into(),
+                port: 8080,
+                max_body_bytes: 1024 * 1024,
+                shutdown_timeout: HumanDuration::from_secs(30),
+            },
+            database: DatabaseConfig {
+                path: "flagbase.db".into(),
+                readers: 4,
+                busy_timeout: HumanDuration::from_secs(5),
+            },
+            iam: IamConfig {
+                jwt_secret: None,
+                token_ttl: HumanDuration::from_secs(24 * 3600),
+                issuer: "flagbase".into(),
+                setup_token_ttl: HumanDuration::from_secs(15 * 60),
+                login_max_failures: 5,
+                login_max_failures_per_ip: 50,
+                login_lockout: HumanDuration::from_secs(15 * 60),
+                hash_concurrency: 0,
+            },
+            storage: StorageConfig {
+                base_path: "./data/storage".into(),
+            },
+            events: EventsConfig { nats_port: 4222 },
+            log: LogConfig {
+                level: "info".into(),
+                format: "pretty".into(),
+            },
+        }
+    }
+}
+
+/// A configuration that cannot be used, with where the bad value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file name, environment variable or flag that supplied the value.
+    pub origin: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.origin, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where the layers above the defaults come from.
+#[derive(Debug, Default)]
+pub struct Sources<'a> {
+    pub file: Option<&'a Path>,
+    /// The process environment (passed in so tests need not touch the real one).
+    pub env: Vec<(String, String)>,
+    /// `(key path, value, flag name)` from the command line.
+    pub flags: Vec<(String, String, String)>,
+}
+
+/// Environment variables that are not configuration keys but are ours.
+const ENV_NOT_KEYS: &[&str] = &["FLAGBASE_CONFIG", "FLAGBASE_LOG"];
+
+impl Config {
+    /// Builds and validates the configuration from every layer.
+    pub fn load(sources: &Sources<'_>) -> Result<Config, ConfigError> {
+        let defaults = serde_yaml::to_value(Config::default()).expect("defaults serialise");
+        let keys = leaf_keys(&defaults);
+        let mut merged = defaults.clone();
+        // key path -> who set it last, so errors can name the culprit.
+        let mut origins: BTreeMap<String, String> = BTreeMap::new();
+
+        if let Some(path) = sources.file {
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                origin: origin.clone(),
+                message: format!("cannot read config file: {e}"),
+            })?;
+            let file: Value = serde_yaml::from_str(&text).map_err(|e| ConfigError {
+                origin: origin.clone(),
+                message: format!("invalid YAML: {e}"),
+            })?;
+            match file {
+                Value::Null => {}
+                Value::Mapping(map) => {
+                    overlay(&mut merged, &defaults, &map, "", &origin, &mut origins)?
+                }
+                _ => {
+                    return Err(ConfigError {
+                        origin,
+                        message: "expected a mapping of sections such as `server:`".into(),
+                    })
+                }
+            }
+        }
+
+        let env_names: BTreeMap<String, &String> =
+            keys.iter().map(|k| (env_name(k), k)).collect();
+        for (name, value) in &sources.env {
+            if !name.starts_with("FLAGBASE_") || ENV_NOT_KEYS.contains(&name.as_str()) {
+                continue;
+            }
+            let Some(key) = env_names.get(name) else {
+                let names: Vec<&str> = env_names.keys().map(String::as_str).collect();
+                return Err(ConfigError {
+                    origin: "environment".into(),
+                    message: format!("unknown variable {name}{}", suggestion(name, &names)),
+                });
+            };
+            set_leaf(&mut merged, key, value, &defaults);
+            origins.insert((*key).clone(), name.clone());
+        }
+
+        for (key, value, flag) in &sources.flags {
+            if !keys.contains(key) {
+                let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+                return Err(ConfigError {
+                    origin: flag.clone(),
+                    message: format!("unknown key {key}{}", suggestion(key, &names)),
+                });
+            }
+            set_leaf(&mut merged, key, value, &defaults);
+            origins.insert(key.clone(), flag.clone());
+        }
+
+        let origin_of = |key: &str| {
+            origins
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| "defaults".to_string())
+        };
+        let config: Config = serde_path_to_error::deserialize(merged).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError {
+                origin: origin_of(&key),
+                message: format!("{key}: {}", clean_serde_message(&e.inner().to_string())),
+            }
+        })?;
+        config.validate().map_err(|(key, message)| ConfigError {
+            origin: origin_of(key),
+            message: format!("{key}: {message}"),
+        })?;
+        Ok(config)
+    }
+
+    /// Rejects values that parse but cannot work.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.server.host.trim().is_empty() {
+            return Err(("server.host", "must not be empty".into()));
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(("server.max_body_bytes", "must be at least 1".into()));
+        }
+        if self.database.path.as_os_str().is_empty() {
+            return Err(("database.path", "must not be empty".into()));
+        }
+        if !(1..=64).contains(&self.database.readers) {
+            return Err(("database.readers", "must be between 1 and 64".into()));
+        }
+        if let Some(secret) = &self.iam.jwt_secret {
+            if secret == WELL_KNOWN_SECRET {
+                return Err((
+                    "iam.jwt_secret",
+                    "is the well-known example secret; set a random one of at least 32 bytes or remove the key to have one generated".into(),
+                ));
+            }
+            if secret.len() < 32 {
+                return Err((
+                    "iam.jwt_secret",
+                    format!("is {} bytes; at least 32 are required", secret.len()),
+                ));
+            }
+        }
+        for (key, d) in [
+            ("iam.token_ttl", self.iam.token_ttl),
+            ("iam.setup_token_ttl", self.iam.setup_token_ttl),
+            ("iam.login_lockout", self.iam.login_lockout),
+        ] {
+            if d.get().is_zero() {
+                return Err((key, "must be longer than 0".into()));
+            }
+        }
+        if self.iam.issuer.trim().is_empty() {
+            return Err(("iam.issuer", "must not be empty".into()));
+        }
+        if self.iam.login_max_failures == 0 || self.iam.login_max_failures_per_ip == 0 {
+            return Err(("iam.login_max_failures", "must be at least 1".into()));
+        }
+        if self.storage.base_path.as_os_str().is_empty() {
+            return Err(("storage.base_path", "must not be empty".into()));
+        }
+        if !["debug", "info", "warn", "error"].contains(&self.log.level.as_str()) {
+            return Err((
+                "log.level",
+                format!("unknown level {:?} (use debug, info, warn or error)", self.log.level),
+            ));
+        }
+        if !["pretty", "json"].contains(&self.log.format.as_str()) {
+            return Err((
+                "log.format",
+                format!("unknown format {:?} (use pretty or json)", self.log.format),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `server.port` -> `FLAGBASE_SERVER_PORT`.
+pub fn env_name(key: &str) -> String {
+    format!("FLAGBASE_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+/// Dotted paths of every leaf in the defaults tree.
+fn leaf_keys(value: &Value) -> Vec<String> {
+    fn walk(value: &Value, prefix: &str, out: &mut Vec<String>) {
+        match value {
+            Value::Mapping(map) => {
+                for (k, v) in map {
+                    let name = k.as_str().unwrap_or_default();
+                    let path = if prefix.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{prefix}.{name}")
+                    };
+                    walk(v, &path, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, "", &mut out);
+    out
+}
+
+/// Copies `file` over `target`, refusing keys the defaults do not have.
+fn overlay(
+    target: &mut Value,
+    defaults: &Value,
+    file: &Mapping,
+    prefix: &str,
+    origin: &str,
+    origins: &mut BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    let known = defaults.as_mapping().expect("overlay on a mapping");
+    for (k, v) in file {
+        let Some(name) = k.as_str() else {
+            return Err(ConfigError {
+                origin: origin.into(),
+                message: format!("{prefix}: keys must be strings, found {k:?}"),
+            });
+        };
+        let path = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let Some(default) = known.get(name) else {
+            let siblings: Vec<String> = known
+                .keys()
+                .filter_map(|k| k.as_str())
+                .map(|s| {
+                    if prefix.is_empty() {
+                        s.to_string()
+                    } else {
+                        format!("{prefix}.{s}")
+                    }
+                })
+                .collect();
+            let names: Vec<&str> = siblings.iter().map(String::as_str).collect();
+            return Err(ConfigError {
+                origin: origin.into(),
+                message: format!("unknown key {path}{}", suggestion(&path, &names)),
+            });
+        };
+        let slot = target
+            .as_mapping_mut()
+            .expect("target mirrors defaults")
+            .get_mut(name)
+            .expect("target mirrors defaults");
+        match (default, v) {
+            (Value::Mapping(_), Value::Mapping(inner)) => {
+                overlay(slot, default, inner, &path, origin, origins)?
+            }
+            (Value::Mapping(_), Value::Null) => {}
+            (Value::Mapping(_), other) => {
+                return Err(ConfigError {
+                    origin: origin.into(),
+                    message: format!(
+                        "{path}: expected a section of keys, found {}",
+                        kind_of(other)
+                    ),
+                })
+            }
+            _ => {
+                *slot = v.clone();
+                origins.insert(path, origin.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets one leaf from text. Keys whose default is text (or absent text) take
+/// the raw string, so a secret like `0123` is not read as a number; others
+/// are read as a YAML scalar so `9090` or `true` get their natural type.
+fn set_leaf(target: &mut Value, key: &str, raw: &str, defaults: &Value) {
+    let mut default = defaults;
+    let mut slot = target;
+    for part in key.split('.') {
+        default = &default[part];
+        slot = slot
+            .as_mapping_mut()
+            .expect("leaf keys come from the defaults")
+            .get_mut(part)
+            .expect("leaf keys come from the defaults");
+    }
+    *slot = match default {
+        Value::String(_) | Value::Null => Value::String(raw.to_string()),
+        _ => serde_yaml::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string())),
+    };
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a section",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// ` (did you mean X?)` when one candidate is close enough to be a typo.
+fn suggestion(wrong: &str, candidates: &[&str]) -> String {
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(wrong, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min()
+        .map(|(_, c)| format!(" (did you mean {c}?)"))
+        .unwrap_or_default()
+}
+
+/// serde_yaml appends positions of the merged tree, which mean nothing to the
+/// user; the key path we add says where instead.
+fn clean_serde_message(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_yaml(yaml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Config::load(&Sources {
+            file: Some(&path),
+            ..Default::default()
+        })
+        .map_err(|mut e| {
+            e.origin = "config.yaml".into();
+            e
+        })
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(&Sources::default()).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_the_path_and_a_suggestion() {
+        let e = load_yaml("server:\n  prot: 9090\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config.yaml: unknown key server.prot (did you mean server.port?)"
+        );
+        let e = load_yaml("sever:\n  port: 9090\n").unwrap_err();
+        assert_eq!(e.to_string(), "config.yaml: unknown key sever (did you mean server?)");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let e = load_yaml("server:\n  port: eighty\n").unwrap_err();
+        assert!(e.to_string().starts_with("config.yaml: server.port: invalid type"), "{e}");
+        let e = load_yaml("server:\n  port: 70000\n").unwrap_err();
+        assert!(e.to_string().starts_with("config.yaml: server.port:"), "{e}");
+        let e = load_yaml("iam:\n  token_ttl: 5 minutes\n").unwrap_err();
+        assert!(e.to_string().contains("iam.token_ttl: invalid duration"), "{e}");
+        let e = load_yaml("server: 3\n").unwrap_err();
+        assert!(e.to_string().contains("server: expected a section"), "{e}");
+    }
+
+    #[test]
+    fn env_beats_file_and_flags_beat_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "server:\n  port: 7000\n  host: 127.0.0.1\n").unwrap();
+        let env = vec![("FLAGBASE_SERVER_PORT".to_string(), "8000".to_string())];
+        let c = Config::load(&Sources {
+            file: Some(&path),
+            env: env.clone(),
+            flags: vec![],
+        })
+        .unwrap();
+        assert_eq!((c.server.port, c.server.host.as_str()), (8000, "127.0.0.1"));
+        let c = Config::load(&Sources {
+            file: Some(&path),
+            env,
+            flags: vec![("server.port".into(), "9000".into(), "--port".into())],
+        })
+        .unwrap();
+        assert_eq!(c.server.port, 9000);
+    }
+
+    #[test]
+    fn env_errors_name_the_variable() {
+        let e = Config::load(&Sources {
+            env: vec![("FLAGBASE_SERVER_PROT".into(), "1".into())],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "environment: unknown variable FLAGBASE_SERVER_PROT (did you mean FLAGBASE_SERVER_PORT?)"
+        );
+        let e = Config::load(&Sources {
+            env: vec![("FLAGBASE_IAM_TOKEN_TTL".into(), "soon".into())],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().starts_with("FLAGBASE_IAM_TOKEN_TTL: iam.token_ttl: invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn weak_secrets_are_refused() {
+        let e = load_yaml("iam:\n  jwt_secret: change-me-in-production\n").unwrap_err();
+        assert!(e.to_string().contains("well-known"), "{e}");
+        let e = load_yaml("iam:\n  jwt_secret: short\n").unwrap_err();
+        assert!(e.to_string().contains("at least 32"), "{e}");
+        // Secrets that look like numbers stay text.
+        let c = Config::load(&Sources {
+            env: vec![("FLAGBASE_IAM_JWT_SECRET".into(), "0".repeat(40))],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.iam.jwt_secret.as_deref(), Some("0".repeat(40).as_str()));
+    }
+}

@@ -1,0 +1,44 @@
+//! Error kinds shared by the library: what went wrong, never how to show it.
+//!
+//! Storage adapters translate driver errors into these kinds and services pass
+//! them up; only `http::error` decides what status code and body a kind becomes.
+
+use std::fmt;
+
+/// A request-time failure, classified by what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many attempts; the caller may retry after the given number of seconds.
+    #[error("{message}")]
+    Throttled { message: String, retry_after_secs: u64 },
+    #[error("{0}")]
+    Unavailable(String),
+    /// Our bug or an unexpected driver failure. The text is for the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub fn internal(detail: impl fmt::Display) -> Self {
+        Error::Internal(detail.to_string())
+    }
+}

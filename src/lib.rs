@@ -1,0 +1,14 @@
+//! Flagbase: a single-binary, local-first platform where feature flags are
+//! first-class. The binary (`main.rs`) parses the command line and builds the
+//! `Config`; everything else lives in this library so tests can reach it.
+
+pub mod config;
+pub mod duration;
+pub mod error;
+pub mod http;
+pub mod iam;
+pub mod logging;
+pub mod model;
+pub mod server;
+pub mod storage;
+pub mod version;

@@ -1,0 +1,92 @@
+//! Domain records shared by the services and the storage port: users, roles
+//! and API tokens. No behaviour beyond what a role means.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What a caller may do. Ordered: every role can do what the ones below it can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read and evaluate flags, record events, invoke functions, use the gateway.
+    User,
+    /// Also manage flags and functions.
+    Developer,
+    /// Everything, including users and roles.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Developer => "developer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "user" => Ok(Role::User),
+            "developer" => Ok(Role::Developer),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role {other:?} (use admin, developer or user)"
+            )),
+        }
+    }
+}
+
+/// A stored user. The hash never leaves the process: it is skipped when
+/// serialised, so no response can carry it by accident.
+#[derive(Clone, Debug, Serialize)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    #[serde(skip_serializing)]
+    pub password_hash: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub email: String,
+    pub password_hash: String,
+    pub role: Role,
+}
+
+/// A machine credential. Only a hash of its secret is stored.
+#[derive(Clone, Debug, Serialize)]
+pub struct ApiToken {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub owner_id: String,
+    #[serde(skip_serializing)]
+    pub secret_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewApiToken {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub owner_id: String,
+    pub secret_hash: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}

@@ -1,0 +1,58 @@
+//! Forward-only schema migrations, tracked in `PRAGMA user_version`.
+//!
+//! Each entry runs once, inside the same transaction that bumps the version,
+//! so a crash mid-migration leaves the previous schema intact.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Append only: never edit a migration that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 1: users, settings, API tokens.
+    "CREATE TABLE users (
+        id            TEXT PRIMARY KEY,
+        email         TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        role          TEXT NOT NULL CHECK (role IN ('admin', 'developer', 'user')),
+        created_at    TEXT NOT NULL
+     );
+     CREATE TABLE settings (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+     );
+     CREATE TABLE api_tokens (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        role        TEXT NOT NULL CHECK (role IN ('admin', 'developer', 'user')),
+        owner_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        secret_hash TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        expires_at  TEXT
+     );
+     CREATE INDEX api_tokens_owner ON api_tokens(owner_id);",
+];
+
+/// The schema version this build writes.
+pub const LATEST: u32 = MIGRATIONS.len() as u32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationError {
+    #[error("the database has schema version {found}, newer than the {LATEST} this flagbase knows; it was written by a newer flagbase: upgrade flagbase or use another database.path")]
+    TooNew { found: u32 },
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// Brings the schema up to `LATEST`, refusing a database from the future.
+pub fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > LATEST {
+        return Err(MigrationError::TooNew { found });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as u32 + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
