@@ -1,0 +1,167 @@
+//! Tests of the public API the server uses: snapshots, typed evaluation,
+//! serialization of results and errors.
+
+use std::sync::Arc;
+
+use flagbase_engine::{
+    compile, validate, Context, ErrorCode, FlagSpec, FlagType, Reason, Snapshot, ValidationError,
+};
+use serde_json::{json, Value};
+
+fn spec(v: Value) -> FlagSpec {
+    serde_json::from_value(v).unwrap()
+}
+
+fn snapshot() -> Snapshot {
+    Snapshot::from_specs([
+        spec(json!({"key": "b-flag", "enabled": true, "default_value": true})),
+        spec(json!({"key": "a-flag", "type": "string", "enabled": true, "default_value": "x",
+                    "variants": [{"key": "one", "value": "1"}],
+                    "rules": [{"attribute": "plan", "operator": "in", "value": "pro,team", "variant": "one"}]})),
+    ])
+    .unwrap()
+}
+
+#[test]
+fn evaluation_serializes_in_openfeature_style() {
+    let snap = snapshot();
+    let ctx = Context::new().with("plan", "Team");
+    let eval = snap.evaluate("a-flag", &ctx);
+    assert_eq!(
+        serde_json::to_value(eval).unwrap(),
+        json!({"value": "1", "variant": "one", "reason": "TARGETING_MATCH"})
+    );
+    let missing = snap.evaluate("nope", &ctx);
+    assert_eq!(
+        serde_json::to_value(missing).unwrap(),
+        json!({"value": null, "reason": "ERROR", "error_code": "FLAG_NOT_FOUND"})
+    );
+    assert_eq!(Reason::TargetingMatch.as_str(), "TARGETING_MATCH");
+    assert_eq!(
+        ErrorCode::TargetingKeyMissing.to_string(),
+        "TARGETING_KEY_MISSING"
+    );
+}
+
+#[test]
+fn typed_evaluation_reports_type_mismatch() {
+    let snap = snapshot();
+    let ctx = Context::new();
+    let eval = snap.evaluate_typed("a-flag", &ctx, FlagType::Boolean);
+    assert_eq!(eval.reason, Reason::Error);
+    assert_eq!(eval.error_code, Some(ErrorCode::TypeMismatch));
+    assert_eq!(eval.value, &Value::Null);
+    let ok = snap.evaluate_typed("b-flag", &ctx, FlagType::Boolean);
+    assert_eq!((ok.value, ok.reason), (&json!(true), Reason::Static));
+}
+
+#[test]
+fn evaluate_all_is_sorted_by_key() {
+    let snap = snapshot();
+    let ctx = Context::new();
+    let keys: Vec<&str> = snap.evaluate_all(&ctx).map(|(k, _)| k).collect();
+    assert_eq!(keys, ["a-flag", "b-flag"]);
+}
+
+#[test]
+fn snapshots_are_updated_by_copy() {
+    let snap = snapshot();
+    let replaced = Arc::new(
+        compile(spec(
+            json!({"key": "b-flag", "enabled": false, "default_value": true}),
+        ))
+        .unwrap(),
+    );
+    let added = Arc::new(compile(spec(json!({"key": "c-flag", "enabled": true}))).unwrap());
+    let next = snap.with_flag(replaced).with_flag(added);
+    let ctx = Context::new();
+    assert_eq!(snap.evaluate("b-flag", &ctx).reason, Reason::Static);
+    assert_eq!(next.evaluate("b-flag", &ctx).reason, Reason::Disabled);
+    assert_eq!(next.len(), 3);
+    let keys: Vec<&str> = next.flags().map(|f| f.key()).collect();
+    assert_eq!(keys, ["a-flag", "b-flag", "c-flag"]);
+    let smaller = next.without_flag("a-flag");
+    assert_eq!(smaller.len(), 2);
+    assert_eq!(
+        smaller.evaluate("a-flag", &ctx).error_code,
+        Some(ErrorCode::FlagNotFound)
+    );
+    assert!(Snapshot::new().is_empty());
+}
+
+#[test]
+fn duplicate_keys_are_rejected() {
+    let err = Snapshot::from_specs([
+        spec(json!({"key": "same"})),
+        spec(json!({"key": "other"})),
+        spec(json!({"key": "same"})),
+    ])
+    .unwrap_err();
+    assert_eq!(err.key, "same");
+    assert_eq!(err.to_string(), "flag \"same\": key: duplicate flag key");
+}
+
+#[test]
+fn snapshot_errors_name_the_flag_and_field() {
+    let err = Snapshot::from_specs([spec(json!({"key": "f", "rules": [
+        {"attribute": "a", "operator": "eqals", "value": 1, "variant": true}]}))])
+    .unwrap_err();
+    assert_eq!(
+        err.error,
+        ValidationError {
+            field: "rules[0].operator".into(),
+            reason: "unknown operator \"eqals\"".into()
+        }
+    );
+}
+
+#[test]
+fn validate_does_not_need_ownership() {
+    let s = spec(json!({"key": "ok", "type": "number", "default_value": 3}));
+    assert!(validate(&s).is_ok());
+    let compiled = compile(s.clone()).unwrap();
+    assert_eq!(compiled.spec(), &s);
+    assert_eq!(compiled.flag_type(), FlagType::Number);
+}
+
+#[test]
+fn context_deserializes_from_request_json() {
+    let ctx: Context = serde_json::from_str(
+        r#"{"targetingKey": "user-42", "role": "developer", "groups": ["a"], "age": 31}"#,
+    )
+    .unwrap();
+    assert_eq!(ctx.user_id(), Some("user-42"));
+    let snap = Snapshot::from_specs([spec(json!({"key": "r", "enabled": true, "rules": [
+        {"conditions": [
+            {"attribute": "groups", "operator": "contains", "value": "A"},
+            {"attribute": "age", "operator": "gt", "value": 30},
+            {"attribute": "targetingKey", "operator": "starts_with", "value": "user-"}],
+         "variant": true}]}))])
+    .unwrap();
+    assert_eq!(snap.evaluate("r", &ctx).reason, Reason::TargetingMatch);
+}
+
+#[test]
+fn many_attributes_beyond_the_lookup_cache_still_work() {
+    // 12 distinct attributes: more than the per-evaluation cache holds.
+    let conditions: Vec<Value> = (0..12)
+        .map(|i| json!({"attribute": format!("a{i}"), "operator": "equals", "value": i}))
+        .collect();
+    let snap = Snapshot::from_specs([spec(json!({"key": "many", "enabled": true,
+        "rules": [{"conditions": conditions, "variant": true}]}))])
+    .unwrap();
+    let mut ctx = Context::new();
+    for i in 0..12 {
+        ctx.insert(format!("a{i}"), i);
+    }
+    assert_eq!(snap.evaluate("many", &ctx).reason, Reason::TargetingMatch);
+    ctx.insert("a11", 0);
+    assert_eq!(snap.evaluate("many", &ctx).reason, Reason::Default);
+}
+
+#[test]
+fn snapshots_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Snapshot>();
+    assert_send_sync::<Arc<flagbase_engine::CompiledFlag>>();
+}
