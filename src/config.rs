@@ -188,8 +188,7 @@ impl Config {
             }
         }
 
-        let env_names: BTreeMap<String, &String> =
-            keys.iter().map(|k| (env_name(k), k)).collect();
+        let env_names: BTreeMap<String, &String> = keys.iter().map(|k| (env_name(k), k)).collect();
         for (name, value) in &sources.env {
             if !name.starts_with("FLAGBASE_") || ENV_NOT_KEYS.contains(&name.as_str()) {
                 continue;
@@ -286,7 +285,10 @@ impl Config {
         if !["debug", "info", "warn", "error"].contains(&self.log.level.as_str()) {
             return Err((
                 "log.level",
-                format!("unknown level {:?} (use debug, info, warn or error)", self.log.level),
+                format!(
+                    "unknown level {:?} (use debug, info, warn or error)",
+                    self.log.level
+                ),
             ));
         }
         if !["pretty", "json"].contains(&self.log.format.as_str()) {
@@ -479,17 +481,30 @@ mod tests {
             "config.yaml: unknown key server.prot (did you mean server.port?)"
         );
         let e = load_yaml("sever:\n  port: 9090\n").unwrap_err();
-        assert_eq!(e.to_string(), "config.yaml: unknown key sever (did you mean server?)");
+        assert_eq!(
+            e.to_string(),
+            "config.yaml: unknown key sever (did you mean server?)"
+        );
     }
 
     #[test]
     fn wrong_types_name_the_key() {
         let e = load_yaml("server:\n  port: eighty\n").unwrap_err();
-        assert!(e.to_string().starts_with("config.yaml: server.port: invalid type"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("config.yaml: server.port: invalid type"),
+            "{e}"
+        );
         let e = load_yaml("server:\n  port: 70000\n").unwrap_err();
-        assert!(e.to_string().starts_with("config.yaml: server.port:"), "{e}");
+        assert!(
+            e.to_string().starts_with("config.yaml: server.port:"),
+            "{e}"
+        );
         let e = load_yaml("iam:\n  token_ttl: 5 minutes\n").unwrap_err();
-        assert!(e.to_string().contains("iam.token_ttl: invalid duration"), "{e}");
+        assert!(
+            e.to_string().contains("iam.token_ttl: invalid duration"),
+            "{e}"
+        );
         let e = load_yaml("server: 3\n").unwrap_err();
         assert!(e.to_string().contains("server: expected a section"), "{e}");
     }
@@ -532,7 +547,11 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err();
-        assert!(e.to_string().starts_with("FLAGBASE_IAM_TOKEN_TTL: iam.token_ttl: invalid duration"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("FLAGBASE_IAM_TOKEN_TTL: iam.token_ttl: invalid duration"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -50,7 +50,9 @@ impl FromStr for HumanDuration {
             }
             let value: u64 = rest[..digits].parse().map_err(|_| err())?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let millis_per_unit: u64 = match &rest[..unit_len] {
                 "ms" => 1,
                 "s" => 1_000,
@@ -73,7 +75,12 @@ impl fmt::Display for HumanDuration {
     /// Writes the largest exact unit, so `5m` stays `5m` on a round trip.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+        ] {
             if ms != 0 && ms % size == 0 {
                 return write!(f, "{}{unit}", ms / size);
             }
@@ -110,13 +117,26 @@ mod tests {
             ("2d", 172_800_000),
         ];
         for (text, ms) in cases {
-            assert_eq!(text.parse::<HumanDuration>().unwrap().0.as_millis(), ms, "{text}");
+            assert_eq!(
+                text.parse::<HumanDuration>().unwrap().0.as_millis(),
+                ms,
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        for bad in ["", "10", "ms", "5 minutes", "1.5h", "-3s", "3x", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "10",
+            "ms",
+            "5 minutes",
+            "1.5h",
+            "-3s",
+            "3x",
+            "99999999999999999999s",
+        ] {
             assert!(bad.parse::<HumanDuration>().is_err(), "{bad:?} accepted");
         }
     }

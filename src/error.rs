@@ -20,7 +20,10 @@ pub enum Error {
     Forbidden(String),
     /// Too many attempts; the caller may retry after the given number of seconds.
     #[error("{message}")]
-    Throttled { message: String, retry_after_secs: u64 },
+    Throttled {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     Unavailable(String),
     /// Our bug or an unexpected driver failure. The text is for the log only.

@@ -18,7 +18,11 @@ pub fn init(level: &str, format: &str) {
         .with_ansi(colour);
     // A second init (tests running in one process) keeps the first.
     let _ = if format == "json" {
-        builder.json().flatten_event(true).with_current_span(true).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
     } else {
         builder.try_init()
     };

@@ -17,7 +17,13 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Configuration file (YAML). Optional: every key has a default.
-    #[arg(short, long, global = true, env = "FLAGBASE_CONFIG", value_name = "FILE")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "FLAGBASE_CONFIG",
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
     /// Shorthand for --log-level debug.
     #[arg(short, long, global = true)]
@@ -77,7 +83,11 @@ enum UserCommand {
         #[arg(long)]
         email: String,
         /// Read the password from standard input (preferred: keeps it out of `ps`).
-        #[arg(long, conflicts_with = "password", required_unless_present = "password")]
+        #[arg(
+            long,
+            conflicts_with = "password",
+            required_unless_present = "password"
+        )]
         password_stdin: bool,
         #[arg(long)]
         password: Option<String>,
@@ -120,13 +130,25 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let mut flags = Vec::new();
-    let level = if cli.verbose { Some(LogLevel::Debug) } else { cli.log_level };
+    let level = if cli.verbose {
+        Some(LogLevel::Debug)
+    } else {
+        cli.log_level
+    };
     if let Some(level) = level {
-        let name = level.to_possible_value().expect("named").get_name().to_string();
+        let name = level
+            .to_possible_value()
+            .expect("named")
+            .get_name()
+            .to_string();
         flags.push(("log.level".to_string(), name, "--log-level".to_string()));
     }
     if let Some(format) = cli.log_format {
-        let name = format.to_possible_value().expect("named").get_name().to_string();
+        let name = format
+            .to_possible_value()
+            .expect("named")
+            .get_name()
+            .to_string();
         flags.push(("log.format".to_string(), name, "--log-format".to_string()));
     }
     match cli.command {
@@ -149,7 +171,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 let (key, value) = pair
                     .split_once('=')
                     .ok_or_else(|| Failure::usage(format!("--set {pair}: expected KEY=VALUE")))?;
-                flags.push((key.trim().to_string(), value.to_string(), format!("--set {key}")));
+                flags.push((
+                    key.trim().to_string(),
+                    value.to_string(),
+                    format!("--set {key}"),
+                ));
             }
             let config = load_config(cli.config, flags)?;
             flagbase::logging::init(&config.log.level, &config.log.format);
@@ -175,7 +201,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn load_config(file: Option<PathBuf>, flags: Vec<(String, String, String)>) -> Result<Config, Failure> {
+fn load_config(
+    file: Option<PathBuf>,
+    flags: Vec<(String, String, String)>,
+) -> Result<Config, Failure> {
     Config::load(&Sources {
         file: file.as_deref(),
         env: std::env::vars().collect(),
@@ -196,11 +225,22 @@ fn read_password_from_stdin() -> Result<String, Failure> {
     std::io::stdin()
         .take(64 * 1024)
         .read_to_string(&mut text)
-        .map_err(|e| Failure::usage(format!("--password-stdin: cannot read standard input: {e}")))?;
-    Ok(text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_string())
+        .map_err(|e| {
+            Failure::usage(format!("--password-stdin: cannot read standard input: {e}"))
+        })?;
+    Ok(text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text)
+        .to_string())
 }
 
-async fn create_user(config: Config, email: &str, password: &str, role: Role) -> Result<(), Failure> {
+async fn create_user(
+    config: Config,
+    email: &str,
+    password: &str,
+    role: Role,
+) -> Result<(), Failure> {
     use flagbase::iam::{normalize_email, Passwords};
     use flagbase::storage::sqlite::{SqliteOptions, SqliteStore};
     use flagbase::storage::Store;
@@ -214,7 +254,10 @@ async fn create_user(config: Config, email: &str, password: &str, role: Role) ->
     };
     let store = SqliteStore::open(&options)
         .map_err(|e| Failure::runtime(format!("cannot open database {e}")))?;
-    let hash = Passwords::new(1).hash(password).await.map_err(Failure::runtime)?;
+    let hash = Passwords::new(1)
+        .hash(password)
+        .await
+        .map_err(Failure::runtime)?;
     let created = store
         .create_user(flagbase::model::NewUser {
             email,

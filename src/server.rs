@@ -62,13 +62,19 @@ pub async fn start(config: Config) -> Result<(), StartError> {
             .await
             .expect("database open task")?,
     );
-    let iam = Arc::new(Iam::new(store.clone(), &config.iam).await.map_err(StartError::Iam)?);
+    let iam = Arc::new(
+        Iam::new(store.clone(), &config.iam)
+            .await
+            .map_err(StartError::Iam)?,
+    );
 
     let addr = format!("{}:{}", config.server.host, config.server.port);
-    let listener = TcpListener::bind(&addr).await.map_err(|e| StartError::Listen {
-        addr: addr.clone(),
-        reason: io_reason(&e),
-    })?;
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|e| StartError::Listen {
+            addr: addr.clone(),
+            reason: io_reason(&e),
+        })?;
     let local = listener.local_addr().map_err(StartError::Serve)?;
     tracing::info!(addr = %local, "http listening");
     print_banner(&config, local, &iam);
@@ -86,7 +92,13 @@ pub async fn start(config: Config) -> Result<(), StartError> {
             max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
         },
     );
-    let result = serve_http(listener, router, shutdown_rx, config.server.shutdown_timeout.get()).await;
+    let result = serve_http(
+        listener,
+        router,
+        shutdown_rx,
+        config.server.shutdown_timeout.get(),
+    )
+    .await;
     store.close().await;
     tracing::info!("shutdown complete");
     result
@@ -168,14 +180,21 @@ fn print_banner(config: &Config, http: SocketAddr, iam: &Iam) {
         "  bus:      nats://{}:{} (reserved; the embedded bus is not in this build yet)\n",
         config.server.host, config.events.nats_port
     ));
-    out.push_str(&format!("  database: {}\n", absolute(&config.database.path)));
-    out.push_str(&format!("  storage:  {}\n", absolute(&config.storage.base_path)));
+    out.push_str(&format!(
+        "  database: {}\n",
+        absolute(&config.database.path)
+    ));
+    out.push_str(&format!(
+        "  storage:  {}\n",
+        absolute(&config.storage.base_path)
+    ));
     if let Some(token) = iam.pending_setup_token() {
         out.push_str(&format!(
             "\nNo admin exists yet. Create the first one within {} with this one-time setup token:\n  setup token: {token}\n  curl -X POST http://{reachable}/setup -H 'Content-Type: application/json' \\\n    -d '{{\"token\":\"{token}\",\"email\":\"admin@example.com\",\"password\":\"<at least 8 characters>\"}}'\nor, from a shell on this machine: flagbase user create --role admin --email admin@example.com --password-stdin\n",
             crate::duration::HumanDuration(iam.setup_token_ttl())
         ));
     }
+    out.push_str("Ready. Stop with Ctrl-C.\n");
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();

@@ -16,7 +16,9 @@ pub async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(axum::Json(json!({ "users": state.iam.users(&caller).await? })))
+    Ok(axum::Json(
+        json!({ "users": state.iam.users(&caller).await? }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -31,7 +33,9 @@ pub async fn set_role(
     Path(id): Path<String>,
     Json(req): Json<RoleRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(axum::Json(state.iam.set_role(&caller, &id, req.role).await?))
+    Ok(axum::Json(
+        state.iam.set_role(&caller, &id, req.role).await?,
+    ))
 }
 
 pub async fn delete_user(
@@ -58,7 +62,12 @@ pub async fn create_token(
 ) -> Result<impl IntoResponse, ApiError> {
     let (token, secret) = state
         .iam
-        .create_api_token(&caller, &req.name, req.role, req.expires_in.map(HumanDuration::get))
+        .create_api_token(
+            &caller,
+            &req.name,
+            req.role,
+            req.expires_in.map(HumanDuration::get),
+        )
         .await?;
     let mut body = serde_json::to_value(&token).map_err(crate::error::Error::internal)?;
     body["token"] = secret.into();
@@ -69,7 +78,9 @@ pub async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(axum::Json(json!({ "tokens": state.iam.api_tokens(&caller).await? })))
+    Ok(axum::Json(
+        json!({ "tokens": state.iam.api_tokens(&caller).await? }),
+    ))
 }
 
 pub async fn delete_token(

@@ -33,7 +33,9 @@ fn presented(parts: &Parts) -> Result<Option<&str>, Error> {
         return Ok(Some(credential));
     }
     if let Some(value) = parts.headers.get("x-api-key") {
-        let text = value.to_str().map_err(|_| bad("malformed X-API-Key header"))?;
+        let text = value
+            .to_str()
+            .map_err(|_| bad("malformed X-API-Key header"))?;
         if text.is_empty() || text.len() > MAX_CREDENTIAL_BYTES {
             return Err(bad("invalid API token"));
         }

@@ -33,7 +33,9 @@ impl From<Session> for SessionBody {
 }
 
 pub async fn setup_status(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(axum::Json(json!({ "needs_setup": state.iam.needs_setup().await? })))
+    Ok(axum::Json(
+        json!({ "needs_setup": state.iam.needs_setup().await? }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -48,7 +50,10 @@ pub async fn setup(
     State(state): State<AppState>,
     Json(req): Json<SetupRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let session = state.iam.complete_setup(&req.token, &req.email, &req.password).await?;
+    let session = state
+        .iam
+        .complete_setup(&req.token, &req.email, &req.password)
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(SessionBody::from(session))))
 }
 
@@ -84,7 +89,10 @@ pub async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(req): Json<LoginRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let session = state.iam.login(&req.email, &req.password, Some(peer.ip())).await?;
+    let session = state
+        .iam
+        .login(&req.email, &req.password, Some(peer.ip()))
+        .await?;
     Ok(axum::Json(SessionBody::from(session)))
 }
 

@@ -50,13 +50,19 @@ impl From<Error> for ApiError {
                 // Logged once here, inside the request's span (which carries
                 // the request id); the body says nothing internal.
                 tracing::error!(error = %detail, "internal error");
-                return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error");
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                );
             }
         };
         let mut api = ApiError::new(status, code, e.to_string());
         match e {
             Error::Invalid { field, .. } => api.field = Some(field),
-            Error::Throttled { retry_after_secs, .. } => api.retry_after_secs = Some(retry_after_secs),
+            Error::Throttled {
+                retry_after_secs, ..
+            } => api.retry_after_secs = Some(retry_after_secs),
             _ => {}
         }
         api
@@ -154,5 +160,10 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("unknown panic");
     tracing::error!(panic = %detail, "handler panicked");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
+    .into_response()
 }

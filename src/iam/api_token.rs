@@ -48,7 +48,10 @@ pub fn hash_secret(secret: &str) -> String {
 }
 
 pub fn secret_matches(secret: &str, stored_hash: &str) -> bool {
-    hash_secret(secret).as_bytes().ct_eq(stored_hash.as_bytes()).into()
+    hash_secret(secret)
+        .as_bytes()
+        .ct_eq(stored_hash.as_bytes())
+        .into()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -68,13 +71,22 @@ mod tests {
         assert!(secret_matches(secret, &m.secret_hash));
         let mut wrong = secret.as_bytes().to_vec();
         wrong[0] = if wrong[0] == b'A' { b'B' } else { b'A' };
-        assert!(!secret_matches(std::str::from_utf8(&wrong).unwrap(), &m.secret_hash));
+        assert!(!secret_matches(
+            std::str::from_utf8(&wrong).unwrap(),
+            &m.secret_hash
+        ));
         assert_ne!(mint().plaintext, m.plaintext);
     }
 
     #[test]
     fn foreign_strings_do_not_parse() {
-        for bad in ["", "fbk_", "fbk_abc_def", "eyJhbGciOi.x.y", "fbk_0123456789abcdef_short"] {
+        for bad in [
+            "",
+            "fbk_",
+            "fbk_abc_def",
+            "eyJhbGciOi.x.y",
+            "fbk_0123456789abcdef_short",
+        ] {
             assert!(parse(bad).is_none(), "{bad:?}");
         }
     }

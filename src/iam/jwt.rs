@@ -46,7 +46,9 @@ impl JwtKeys {
     /// A token for `user` and the moment it stops working.
     pub fn issue(&self, user: &User) -> Result<(String, DateTime<Utc>)> {
         let now = Utc::now();
-        let expires = now.checked_add_signed(self.ttl).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let expires = now
+            .checked_add_signed(self.ttl)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let claims = Claims {
             sub: user.id.clone(),
             email: user.email.clone(),
@@ -94,8 +96,12 @@ mod tests {
         let (token, _) = keys.issue(&user()).unwrap();
         assert_eq!(keys.verify(&token).unwrap().sub, "u1");
         let other = JwtKeys::new(&[8; 32], "flagbase", std::time::Duration::from_secs(60));
-        assert!(other.verify(&token).is_err(), "another secret must not verify");
-        let foreign_issuer = JwtKeys::new(&[7; 32], "elsewhere", std::time::Duration::from_secs(60));
+        assert!(
+            other.verify(&token).is_err(),
+            "another secret must not verify"
+        );
+        let foreign_issuer =
+            JwtKeys::new(&[7; 32], "elsewhere", std::time::Duration::from_secs(60));
         assert!(foreign_issuer.verify(&token).is_err());
     }
 

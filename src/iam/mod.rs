@@ -92,7 +92,11 @@ impl Iam {
     pub async fn new(store: Arc<dyn Store>, config: &IamConfig) -> Result<Iam> {
         let secret = match &config.jwt_secret {
             Some(secret) => secret.clone(),
-            None => store.init_setting(JWT_SECRET_SETTING, &random_secret()).await?,
+            None => {
+                store
+                    .init_setting(JWT_SECRET_SETTING, &random_secret())
+                    .await?
+            }
         };
         let concurrency = match config.hash_concurrency {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -141,7 +145,12 @@ impl Iam {
     }
 
     /// Creates the first admin with the one-time token and logs them in.
-    pub async fn complete_setup(&self, token: &str, email: &str, password: &str) -> Result<Session> {
+    pub async fn complete_setup(
+        &self,
+        token: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<Session> {
         {
             let guard = self.setup.lock().expect("setup lock");
             let pending = guard.as_ref().ok_or_else(|| {
@@ -173,7 +182,9 @@ impl Iam {
             self.setup.lock().expect("setup lock").take();
         }
         let user = user.map_err(|e| match e {
-            Error::Conflict(_) => Error::Conflict("setup is already complete; log in instead".into()),
+            Error::Conflict(_) => {
+                Error::Conflict("setup is already complete; log in instead".into())
+            }
             other => other,
         })?;
         tracing::info!(user_id = %user.id, "first admin created through setup");
@@ -216,7 +227,12 @@ impl Iam {
 
     /// Checks a password. An unknown email and a wrong password take the same
     /// path (a full argon2 verification) and give the same error.
-    pub async fn login(&self, email: &str, password: &str, address: Option<IpAddr>) -> Result<Session> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Session> {
         let account = email.trim().to_lowercase();
         if let Some(wait) = self.throttle.check(&account, address) {
             return Err(Error::Throttled {
@@ -257,11 +273,9 @@ impl Iam {
             return self.authenticate_api_token(bearer).await;
         }
         let claims = self.jwt.verify(bearer)?;
-        let user = self
-            .store
-            .user(&claims.sub)
-            .await?
-            .ok_or_else(|| Error::Unauthenticated("the user of this token no longer exists".into()))?;
+        let user = self.store.user(&claims.sub).await?.ok_or_else(|| {
+            Error::Unauthenticated("the user of this token no longer exists".into())
+        })?;
         Ok(Caller {
             role: user.role,
             user,
@@ -280,7 +294,11 @@ impl Iam {
             return Err(Error::Unauthenticated("API token expired".into()));
         }
         // The owner's rights bound the token's, even if they shrank since.
-        let user = self.store.user(&token.owner_id).await?.ok_or_else(invalid)?;
+        let user = self
+            .store
+            .user(&token.owner_id)
+            .await?
+            .ok_or_else(invalid)?;
         Ok(Caller {
             role: token.role.min(user.role),
             user,
@@ -328,7 +346,10 @@ impl Iam {
         let expires_at = match expires_in {
             None => None,
             Some(d) if d.is_zero() || d > MAX_TOKEN_LIFETIME => {
-                return Err(Error::invalid("expires_in", "must be between 1ms and 10 years"))
+                return Err(Error::invalid(
+                    "expires_in",
+                    "must be between 1ms and 10 years",
+                ))
             }
             Some(d) => Some(Utc::now() + chrono::Duration::from_std(d).map_err(Error::internal)?),
         };
@@ -380,7 +401,9 @@ mod tests {
             busy_timeout: Duration::from_secs(1),
         })
         .unwrap();
-        Iam::new(Arc::new(store), &Config::default().iam).await.unwrap()
+        Iam::new(Arc::new(store), &Config::default().iam)
+            .await
+            .unwrap()
     }
 
     /// Both failure paths must run one full verification and say the same
@@ -394,27 +417,42 @@ mod tests {
             .unwrap();
 
         let before = iam.passwords().verifications();
-        let wrong = iam.login("ada@example.com", "wrong horse", None).await.unwrap_err();
+        let wrong = iam
+            .login("ada@example.com", "wrong horse", None)
+            .await
+            .unwrap_err();
         assert_eq!(iam.passwords().verifications(), before + 1);
-        let unknown = iam.login("bob@example.com", "wrong horse", None).await.unwrap_err();
+        let unknown = iam
+            .login("bob@example.com", "wrong horse", None)
+            .await
+            .unwrap_err();
         assert_eq!(iam.passwords().verifications(), before + 2);
         assert_eq!(wrong.to_string(), unknown.to_string());
         assert!(matches!(wrong, Error::Unauthenticated(_)));
-        assert!(iam.login("ADA@example.com", "correct horse", None).await.is_ok());
+        assert!(iam
+            .login("ADA@example.com", "correct horse", None)
+            .await
+            .is_ok());
     }
 
     #[tokio::test]
     async fn setup_token_is_single_use() {
         let dir = tempfile::tempdir().unwrap();
         let iam = iam(dir.path()).await;
-        let token = iam.pending_setup_token().expect("a fresh database needs setup");
+        let token = iam
+            .pending_setup_token()
+            .expect("a fresh database needs setup");
         assert!(matches!(
-            iam.complete_setup("not-it", "root@example.com", "long password").await,
+            iam.complete_setup("not-it", "root@example.com", "long password")
+                .await,
             Err(Error::Unauthenticated(_))
         ));
-        iam.complete_setup(&token, "root@example.com", "long password").await.unwrap();
+        iam.complete_setup(&token, "root@example.com", "long password")
+            .await
+            .unwrap();
         assert!(matches!(
-            iam.complete_setup(&token, "root2@example.com", "long password").await,
+            iam.complete_setup(&token, "root2@example.com", "long password")
+                .await,
             Err(Error::Conflict(_))
         ));
         assert!(!iam.needs_setup().await.unwrap());

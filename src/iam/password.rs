@@ -85,7 +85,9 @@ impl Passwords {
             let known = hash.is_some();
             let text = hash.as_deref().unwrap_or_else(|| dummy_hash());
             let parsed = PasswordHash::new(text).map_err(Error::internal)?;
-            let ok = argon2().verify_password(password.as_bytes(), &parsed).is_ok();
+            let ok = argon2()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok();
             Ok(ok && known)
         })
         .await
@@ -140,8 +142,19 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(normalize_email("  Ada@Example.COM ").unwrap(), "ada@example.com");
-        for bad in ["", "ada", "ada@", "@example.com", "a b@example.com", "ada@example", "a@b@c.d"] {
+        assert_eq!(
+            normalize_email("  Ada@Example.COM ").unwrap(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "a b@example.com",
+            "ada@example",
+            "a@b@c.d",
+        ] {
             assert!(normalize_email(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -91,7 +91,12 @@ impl LoginThrottle {
     }
 
     pub fn record_success(&self, account: &str) {
-        self.state.lock().expect("throttle lock").0.entries.remove(account);
+        self.state
+            .lock()
+            .expect("throttle lock")
+            .0
+            .entries
+            .remove(account);
     }
 }
 
@@ -117,7 +122,10 @@ mod tests {
         }
         let wait = t.check("a@x.io", ip).expect("locked");
         assert!(wait <= Duration::from_secs(60));
-        assert!(t.check("b@x.io", ip).is_none(), "other accounts are unaffected");
+        assert!(
+            t.check("b@x.io", ip).is_none(),
+            "other accounts are unaffected"
+        );
     }
 
     #[test]
@@ -127,7 +135,9 @@ mod tests {
         t.record_failure("a@x.io", ip);
         t.record_failure("b@x.io", ip);
         assert!(t.check("c@x.io", ip).is_some());
-        assert!(t.check("c@x.io", Some("10.0.0.2".parse().unwrap())).is_none());
+        assert!(t
+            .check("c@x.io", Some("10.0.0.2".parse().unwrap()))
+            .is_none());
     }
 
     #[test]

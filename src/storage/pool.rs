@@ -24,7 +24,9 @@ struct Slots {
 
 impl Slots {
     fn new(size: usize, open: Opener) -> rusqlite::Result<Self> {
-        let idle = (0..size).map(|_| open()).collect::<rusqlite::Result<Vec<_>>>()?;
+        let idle = (0..size)
+            .map(|_| open())
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Slots {
             permits: Semaphore::new(size),
             size: size as u32,

@@ -51,9 +51,8 @@ impl SqliteStore {
             source,
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                sqlite_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| sqlite_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
         }
         let mut first = open_writer(&path, options.busy_timeout).map_err(sqlite_err)?;
         migrations::migrate(&mut first).map_err(|source| OpenError::Migration {
@@ -117,9 +116,8 @@ fn parse_ts(text: &str) -> rusqlite::Result<DateTime<Utc>> {
 }
 
 fn parse_role(text: &str) -> rusqlite::Result<Role> {
-    text.parse().map_err(|e: String| {
-        rusqlite::Error::ToSqlConversionFailure(e.into())
-    })
+    text.parse()
+        .map_err(|e: String| rusqlite::Error::ToSqlConversionFailure(e.into()))
 }
 
 const USER_COLUMNS: &str = "id, email, password_hash, role, created_at";
@@ -171,8 +169,10 @@ fn insert_user(conn: &Connection, new: NewUser) -> Result<User> {
 }
 
 fn admin_count(conn: &Connection) -> Result<i64> {
-    conn.query_row("SELECT COUNT(*) FROM users WHERE role = 'admin'", [], |r| r.get(0))
-        .map_err(db_err)
+    conn.query_row("SELECT COUNT(*) FROM users WHERE role = 'admin'", [], |r| {
+        r.get(0)
+    })
+    .map_err(db_err)
 }
 
 fn find_user(conn: &Connection, id: &str) -> Result<Option<User>> {
@@ -216,7 +216,13 @@ impl Store for SqliteStore {
                 if admin_count(&tx)? > 0 {
                     return Err(Error::Conflict("an admin already exists".into()));
                 }
-                let user = insert_user(&tx, NewUser { role: Role::Admin, ..new })?;
+                let user = insert_user(
+                    &tx,
+                    NewUser {
+                        role: Role::Admin,
+                        ..new
+                    },
+                )?;
                 tx.commit().map_err(db_err)?;
                 Ok(user)
             })
@@ -247,7 +253,9 @@ impl Store for SqliteStore {
         self.pool
             .read(|c| {
                 let mut stmt = c
-                    .prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id"))
+                    .prepare(&format!(
+                        "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id"
+                    ))
                     .map_err(db_err)?;
                 let rows = stmt.query_map([], user_row).map_err(db_err)?;
                 rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
@@ -266,12 +274,16 @@ impl Store for SqliteStore {
                 let tx = c
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(db_err)?;
-                let mut user = find_user(&tx, &id)?.ok_or_else(|| Error::NotFound(format!("user {id}")))?;
+                let mut user =
+                    find_user(&tx, &id)?.ok_or_else(|| Error::NotFound(format!("user {id}")))?;
                 if role != Role::Admin {
                     guard_last_admin(&tx, &user)?;
                 }
-                tx.execute("UPDATE users SET role = ?1 WHERE id = ?2", params![role.as_str(), id])
-                    .map_err(db_err)?;
+                tx.execute(
+                    "UPDATE users SET role = ?1 WHERE id = ?2",
+                    params![role.as_str(), id],
+                )
+                .map_err(db_err)?;
                 // A token may not outrank its owner: lower the owner's tokens too.
                 tx.execute(
                     "UPDATE api_tokens SET role = ?1 WHERE owner_id = ?2 AND
@@ -294,9 +306,11 @@ impl Store for SqliteStore {
                 let tx = c
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(db_err)?;
-                let user = find_user(&tx, &id)?.ok_or_else(|| Error::NotFound(format!("user {id}")))?;
+                let user =
+                    find_user(&tx, &id)?.ok_or_else(|| Error::NotFound(format!("user {id}")))?;
                 guard_last_admin(&tx, &user)?;
-                tx.execute("DELETE FROM users WHERE id = ?1", [&id]).map_err(db_err)?;
+                tx.execute("DELETE FROM users WHERE id = ?1", [&id])
+                    .map_err(db_err)?;
                 tx.commit().map_err(db_err)
             })
             .await
@@ -311,8 +325,10 @@ impl Store for SqliteStore {
                     params![key, value],
                 )
                 .map_err(db_err)?;
-                c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
-                    .map_err(db_err)
+                c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .map_err(db_err)
             })
             .await
     }

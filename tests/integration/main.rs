@@ -1,0 +1,9 @@
+//! Integration tests: the real binary, real HTTP, temporary directories,
+//! free ports. One test binary keeps link time down.
+
+mod cli;
+mod errors;
+mod harness;
+mod iam;
+mod lifecycle;
+mod store_contract;
