@@ -14,6 +14,9 @@ pub enum Error {
     Conflict(String),
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
+    /// The caller's `If-Match` version is not the stored one.
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]

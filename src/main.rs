@@ -259,11 +259,14 @@ async fn create_user(
         .await
         .map_err(Failure::runtime)?;
     let created = store
-        .create_user(flagbase::model::NewUser {
-            email,
-            password_hash: hash,
-            role,
-        })
+        .create_user(
+            flagbase::model::NewUser {
+                email,
+                password_hash: hash,
+                role,
+            },
+            "cli",
+        )
         .await;
     store.close().await;
     let user = created.map_err(Failure::runtime)?;

@@ -90,3 +90,40 @@ pub struct NewApiToken {
     pub secret_hash: String,
     pub expires_at: Option<DateTime<Utc>>,
 }
+
+/// A stored flag: the definition as the user wrote it (JSON, validated by the
+/// engine before it gets here) plus what the server keeps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlagRecord {
+    pub key: String,
+    pub spec: serde_json::Value,
+    /// Starts at 1; every change adds one. `If-Match` compares against it.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub updated_by: String,
+}
+
+/// One state change, written in the same transaction as the change itself.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditRecord {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    /// User id of who did it, or `cli`, `setup`, `anonymous`.
+    pub actor: String,
+    /// e.g. `flag.create`, `flag.toggle`, `user.role`, `token.delete`.
+    pub action: String,
+    /// e.g. `flag:new-checkout-ui`, `user:<id>`, `token:<id>`.
+    pub target: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// Newest first; `cursor` is the id of the last record of the previous page.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub target: Option<String>,
+    pub actor: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}

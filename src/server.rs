@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::flags::Flags;
 use crate::http::{self, AppState, HttpOptions};
 use crate::iam::Iam;
 use crate::storage::sqlite::{OpenError, SqliteOptions};
@@ -32,6 +33,8 @@ pub enum StartError {
     Listen { addr: String, reason: String },
     #[error("cannot initialise identity and access: {0}")]
     Iam(crate::error::Error),
+    #[error("cannot load flags: {0}")]
+    Flags(crate::error::Error),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -67,6 +70,11 @@ pub async fn start(config: Config) -> Result<(), StartError> {
             .await
             .map_err(StartError::Iam)?,
     );
+    let flags = Arc::new(
+        Flags::load(store.clone())
+            .await
+            .map_err(StartError::Flags)?,
+    );
 
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = TcpListener::bind(&addr)
@@ -84,6 +92,7 @@ pub async fn start(config: Config) -> Result<(), StartError> {
 
     let state = AppState {
         iam,
+        flags,
         store: store.clone(),
     };
     let router = http::router(

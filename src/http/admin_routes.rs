@@ -1,16 +1,19 @@
 //! Authenticated IAM management: users and roles (admin) and API tokens.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::{ApiError, Json};
+use super::error::{ApiError, Json, Query};
+use super::flag_routes::page_limit;
 use super::AppState;
 use crate::duration::HumanDuration;
 use crate::iam::Caller;
-use crate::model::Role;
+use crate::model::{AuditQuery, AuditRecord, Role};
 
 pub async fn list_users(
     State(state): State<AppState>,
@@ -90,4 +93,32 @@ pub async fn delete_token(
 ) -> Result<impl IntoResponse, ApiError> {
     state.iam.revoke_api_token(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Audit records and the cursor for the next page (the last id, when the
+/// page was full).
+pub fn audit_page(records: Vec<AuditRecord>, limit: usize) -> Response {
+    let next_cursor = (records.len() == limit)
+        .then(|| records.last().map(|r| r.id.clone()))
+        .flatten();
+    axum::Json(json!({ "records": records, "next_cursor": next_cursor })).into_response()
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Admin)?;
+    let limit = page_limit(&query, 50, 500)?;
+    let records = state
+        .store
+        .audit(AuditQuery {
+            target: query.get("target").cloned(),
+            actor: query.get("actor").cloned(),
+            limit,
+            cursor: query.get("cursor").cloned(),
+        })
+        .await?;
+    Ok(audit_page(records, limit))
 }

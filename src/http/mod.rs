@@ -6,6 +6,8 @@ mod admin_routes;
 mod auth;
 mod auth_routes;
 pub mod error;
+mod flag_routes;
+mod ofrep;
 mod request;
 
 use std::sync::Arc;
@@ -13,11 +15,12 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::flags::Flags;
 use crate::iam::Iam;
 use crate::storage::Store;
 use error::ApiError;
@@ -25,6 +28,7 @@ use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub iam: Arc<Iam>,
+    pub flags: Arc<Flags>,
     pub store: Arc<dyn Store>,
 }
 
@@ -48,7 +52,28 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
             "/api/v1/tokens",
             post(admin_routes::create_token).get(admin_routes::list_tokens),
         )
-        .route("/api/v1/tokens/{id}", delete(admin_routes::delete_token));
+        .route("/api/v1/tokens/{id}", delete(admin_routes::delete_token))
+        .route("/api/v1/audit", get(admin_routes::audit))
+        .route(
+            "/api/v1/flags",
+            post(flag_routes::create).get(flag_routes::list),
+        )
+        .route(
+            "/api/v1/flags/{key}",
+            get(flag_routes::get)
+                .put(flag_routes::replace)
+                .patch(flag_routes::patch)
+                .delete(flag_routes::delete),
+        )
+        .route("/api/v1/flags/{key}/toggle", patch(flag_routes::toggle))
+        .route("/api/v1/flags/{key}/history", get(flag_routes::history))
+        .route(
+            "/api/v1/flags/{key}/evaluate",
+            get(flag_routes::evaluate_one),
+        )
+        .route("/api/v1/evaluate", post(flag_routes::evaluate_many))
+        .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_all))
+        .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag));
     with_common_layers(routes, options).with_state(state)
 }
 

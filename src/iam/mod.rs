@@ -6,6 +6,7 @@
 //! at once, not when the token expires.
 
 pub mod api_token;
+mod cache;
 pub mod jwt;
 pub mod password;
 pub mod throttle;
@@ -23,6 +24,7 @@ use crate::config::IamConfig;
 use crate::error::{Error, Result};
 use crate::model::{ApiToken, NewApiToken, NewUser, Role, User};
 use crate::storage::Store;
+use cache::Principals;
 use jwt::JwtKeys;
 pub use password::{normalize_email, Passwords};
 use throttle::{LoginThrottle, ThrottleLimits};
@@ -74,6 +76,7 @@ pub struct Iam {
     throttle: LoginThrottle,
     setup: Mutex<Option<SetupToken>>,
     setup_ttl: Duration,
+    principals: Principals,
 }
 
 const JWT_SECRET_SETTING: &str = "iam.jwt_secret";
@@ -112,6 +115,7 @@ impl Iam {
             }),
             setup: Mutex::new(None),
             setup_ttl: config.setup_token_ttl.get(),
+            principals: Principals::default(),
             store,
         };
         if !iam.store.has_admin().await? {
@@ -207,19 +211,29 @@ impl Iam {
         }
         let email = normalize_email(email)?;
         Passwords::check_policy(password)?;
-        self.create_user(email, password, role).await
+        let actor = caller.map_or("anonymous", |c| c.user.id.as_str());
+        self.create_user(email, password, role, actor).await
     }
 
     /// Creates a user without any caller check: for `register` and the CLI.
-    pub async fn create_user(&self, email: String, password: &str, role: Role) -> Result<User> {
+    pub async fn create_user(
+        &self,
+        email: String,
+        password: &str,
+        role: Role,
+        actor: &str,
+    ) -> Result<User> {
         let password_hash = self.passwords.hash(password).await?;
         let user = self
             .store
-            .create_user(NewUser {
-                email,
-                password_hash,
-                role,
-            })
+            .create_user(
+                NewUser {
+                    email,
+                    password_hash,
+                    role,
+                },
+                actor,
+            )
             .await?;
         tracing::info!(user_id = %user.id, role = %user.role, "user created");
         Ok(user)
@@ -273,9 +287,13 @@ impl Iam {
             return self.authenticate_api_token(bearer).await;
         }
         let claims = self.jwt.verify(bearer)?;
-        let user = self.store.user(&claims.sub).await?.ok_or_else(|| {
-            Error::Unauthenticated("the user of this token no longer exists".into())
-        })?;
+        let user = self
+            .principals
+            .user(self.store.as_ref(), &claims.sub)
+            .await?
+            .ok_or_else(|| {
+                Error::Unauthenticated("the user of this token no longer exists".into())
+            })?;
         Ok(Caller {
             role: user.role,
             user,
@@ -286,7 +304,11 @@ impl Iam {
     async fn authenticate_api_token(&self, presented: &str) -> Result<Caller> {
         let invalid = || Error::Unauthenticated("invalid API token".into());
         let (id, secret) = api_token::parse(presented).ok_or_else(invalid)?;
-        let token = self.store.api_token(id).await?.ok_or_else(invalid)?;
+        let token = self
+            .principals
+            .api_token(self.store.as_ref(), id)
+            .await?
+            .ok_or_else(invalid)?;
         if !api_token::secret_matches(secret, &token.secret_hash) {
             return Err(invalid());
         }
@@ -313,14 +335,16 @@ impl Iam {
 
     pub async fn set_role(&self, caller: &Caller, id: &str, role: Role) -> Result<User> {
         caller.require(Role::Admin)?;
-        let user = self.store.set_user_role(id, role).await?;
+        let user = self.store.set_user_role(id, role, &caller.user.id).await?;
+        self.principals.invalidate();
         tracing::info!(user_id = %id, role = %role, by = %caller.user.id, "role changed");
         Ok(user)
     }
 
     pub async fn delete_user(&self, caller: &Caller, id: &str) -> Result<()> {
         caller.require(Role::Admin)?;
-        self.store.delete_user(id).await?;
+        self.store.delete_user(id, &caller.user.id).await?;
+        self.principals.invalidate();
         tracing::info!(user_id = %id, by = %caller.user.id, "user deleted");
         Ok(())
     }
@@ -356,14 +380,17 @@ impl Iam {
         let minted = api_token::mint();
         let token = self
             .store
-            .create_api_token(NewApiToken {
-                id: minted.id,
-                name: name.to_string(),
-                role,
-                owner_id: caller.user.id.clone(),
-                secret_hash: minted.secret_hash,
-                expires_at,
-            })
+            .create_api_token(
+                NewApiToken {
+                    id: minted.id,
+                    name: name.to_string(),
+                    role,
+                    owner_id: caller.user.id.clone(),
+                    secret_hash: minted.secret_hash,
+                    expires_at,
+                },
+                &caller.user.id,
+            )
             .await?;
         tracing::info!(token_id = %token.id, role = %role, by = %caller.user.id, "API token created");
         Ok((token, minted.plaintext))
@@ -382,7 +409,10 @@ impl Iam {
             .await?
             .filter(|t| caller.role == Role::Admin || t.owner_id == caller.user.id)
             .ok_or_else(|| Error::NotFound(format!("token {id}")))?;
-        self.store.delete_api_token(&token.id).await?;
+        self.store
+            .delete_api_token(&token.id, &caller.user.id)
+            .await?;
+        self.principals.invalidate();
         tracing::info!(token_id = %id, by = %caller.user.id, "API token revoked");
         Ok(())
     }
@@ -412,9 +442,14 @@ mod tests {
     async fn unknown_email_and_wrong_password_take_the_same_path() {
         let dir = tempfile::tempdir().unwrap();
         let iam = iam(dir.path()).await;
-        iam.create_user("ada@example.com".into(), "correct horse", Role::User)
-            .await
-            .unwrap();
+        iam.create_user(
+            "ada@example.com".into(),
+            "correct horse",
+            Role::User,
+            "test",
+        )
+        .await
+        .unwrap();
 
         let before = iam.passwords().verifications();
         let wrong = iam

@@ -29,6 +29,26 @@ const MIGRATIONS: &[&str] = &[
         expires_at  TEXT
      );
      CREATE INDEX api_tokens_owner ON api_tokens(owner_id);",
+    // 2: flags and the audit log.
+    "CREATE TABLE flags (
+        key        TEXT PRIMARY KEY,
+        spec       TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        updated_by TEXT NOT NULL
+     );
+     CREATE TABLE audit_log (
+        id     TEXT PRIMARY KEY,
+        at     TEXT NOT NULL,
+        actor  TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        before TEXT,
+        after  TEXT
+     );
+     CREATE INDEX audit_log_target ON audit_log(target, id);
+     CREATE INDEX audit_log_actor ON audit_log(actor, id);",
 ];
 
 /// The schema version this build writes.

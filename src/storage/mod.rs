@@ -2,6 +2,10 @@
 //! SQLite adapter (and the PostgreSQL one to come) can be swapped without
 //! touching callers. Adapters translate driver errors into `crate::Error`
 //! kinds: a UNIQUE violation is `Conflict`, a missing row `NotFound`.
+//!
+//! Every method that changes state takes the acting principal and writes an
+//! audit record in the same transaction, so nothing that changed state can
+//! be missing from the audit log.
 
 mod migrations;
 mod pool;
@@ -10,7 +14,9 @@ pub mod sqlite;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::model::{ApiToken, NewApiToken, NewUser, Role, User};
+use crate::model::{
+    ApiToken, AuditQuery, AuditRecord, FlagRecord, NewApiToken, NewUser, Role, User,
+};
 
 pub use sqlite::SqliteStore;
 
@@ -20,7 +26,7 @@ pub trait Store: Send + Sync {
     async fn ping(&self) -> Result<()>;
 
     /// `Conflict` when the email is taken. Emails arrive normalised.
-    async fn create_user(&self, new: NewUser) -> Result<User>;
+    async fn create_user(&self, new: NewUser, actor: &str) -> Result<User>;
     /// Creates an admin only while none exists, atomically; `Conflict` otherwise.
     async fn create_first_admin(&self, new: NewUser) -> Result<User>;
     async fn user(&self, id: &str) -> Result<Option<User>>;
@@ -28,21 +34,56 @@ pub trait Store: Send + Sync {
     /// All users, oldest first.
     async fn users(&self) -> Result<Vec<User>>;
     async fn has_admin(&self) -> Result<bool>;
-    /// `NotFound`, or `Conflict` when it would leave no admin.
-    async fn set_user_role(&self, id: &str, role: Role) -> Result<User>;
+    /// `NotFound`, or `Conflict` when it would leave no admin. Lowers the
+    /// user's API tokens that would outrank the new role.
+    async fn set_user_role(&self, id: &str, role: Role, actor: &str) -> Result<User>;
     /// Deletes the user and their API tokens. `NotFound`, or `Conflict` when it
     /// would leave no admin.
-    async fn delete_user(&self, id: &str) -> Result<()>;
+    async fn delete_user(&self, id: &str, actor: &str) -> Result<()>;
 
     /// Stores `value` under `key` unless a value is there; returns the stored one.
     async fn init_setting(&self, key: &str, value: &str) -> Result<String>;
 
-    async fn create_api_token(&self, new: NewApiToken) -> Result<ApiToken>;
+    async fn create_api_token(&self, new: NewApiToken, actor: &str) -> Result<ApiToken>;
     async fn api_token(&self, id: &str) -> Result<Option<ApiToken>>;
     /// Tokens of one owner, or of everyone when `owner` is `None`; oldest first.
     async fn api_tokens(&self, owner: Option<&str>) -> Result<Vec<ApiToken>>;
     /// `NotFound` when there is no such token.
-    async fn delete_api_token(&self, id: &str) -> Result<()>;
+    async fn delete_api_token(&self, id: &str, actor: &str) -> Result<()>;
+
+    /// Every flag, ordered by key (to build the evaluation snapshot).
+    async fn flags(&self) -> Result<Vec<FlagRecord>>;
+    /// Up to `limit` flags with keys after `after`, ordered by key.
+    async fn flags_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<FlagRecord>>;
+    async fn flag(&self, key: &str) -> Result<Option<FlagRecord>>;
+    /// Stores a new flag at version 1; `Conflict` when the key exists.
+    async fn create_flag(
+        &self,
+        key: &str,
+        spec: serde_json::Value,
+        actor: &str,
+    ) -> Result<FlagRecord>;
+    /// Replaces a flag's spec and bumps its version. `NotFound`, or
+    /// `PreconditionFailed` when `expected_version` is given and differs.
+    /// `action` names the change in the audit log (`flag.update`, `flag.toggle`).
+    async fn update_flag(
+        &self,
+        key: &str,
+        spec: serde_json::Value,
+        expected_version: Option<i64>,
+        action: &str,
+        actor: &str,
+    ) -> Result<FlagRecord>;
+    /// `NotFound`, or `PreconditionFailed` as for `update_flag`.
+    async fn delete_flag(
+        &self,
+        key: &str,
+        expected_version: Option<i64>,
+        actor: &str,
+    ) -> Result<()>;
+
+    /// Audit records, newest first.
+    async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditRecord>>;
 
     /// Finishes pending work and closes the database cleanly.
     async fn close(&self);

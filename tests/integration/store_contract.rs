@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flagbase::error::Error;
-use flagbase::model::{NewApiToken, NewUser, Role};
+use flagbase::model::{AuditQuery, FlagRecord, NewApiToken, NewUser, Role};
 use flagbase::storage::sqlite::{SqliteOptions, SqliteStore};
 use flagbase::storage::Store;
+use serde_json::json;
 
 fn new_user(email: &str, role: Role) -> NewUser {
     NewUser {
@@ -32,7 +33,7 @@ fn new_token(id: &str, owner: &str, role: Role) -> NewApiToken {
 pub async fn users_round_trip(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
     let ada = store
-        .create_user(new_user("ada@example.com", Role::Developer))
+        .create_user(new_user("ada@example.com", Role::Developer), "tester")
         .await
         .unwrap();
     let found = store.user(&ada.id).await.unwrap().unwrap();
@@ -54,11 +55,11 @@ pub async fn users_round_trip(store: Arc<dyn Store>) {
         .unwrap()
         .is_none());
     let dup = store
-        .create_user(new_user("ada@example.com", Role::User))
+        .create_user(new_user("ada@example.com", Role::User), "tester")
         .await;
     assert!(matches!(dup, Err(Error::Conflict(_))), "{dup:?}");
     store
-        .create_user(new_user("bob@example.com", Role::User))
+        .create_user(new_user("bob@example.com", Role::User), "tester")
         .await
         .unwrap();
     let all = store.users().await.unwrap();
@@ -84,65 +85,74 @@ pub async fn first_admin_only_once(store: Arc<dyn Store>) {
 
 pub async fn roles_and_the_last_admin(store: Arc<dyn Store>) {
     let root = store
-        .create_user(new_user("root@example.com", Role::Admin))
+        .create_user(new_user("root@example.com", Role::Admin), "tester")
         .await
         .unwrap();
     let dev = store
-        .create_user(new_user("dev@example.com", Role::Developer))
+        .create_user(new_user("dev@example.com", Role::Developer), "tester")
         .await
         .unwrap();
     assert!(matches!(
-        store.set_user_role("missing", Role::User).await,
+        store.set_user_role("missing", Role::User, "tester").await,
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
-        store.set_user_role(&root.id, Role::User).await,
+        store.set_user_role(&root.id, Role::User, "tester").await,
         Err(Error::Conflict(_))
     ));
     assert!(matches!(
-        store.delete_user(&root.id).await,
+        store.delete_user(&root.id, "tester").await,
         Err(Error::Conflict(_))
     ));
     assert_eq!(
         store
-            .set_user_role(&dev.id, Role::Admin)
+            .set_user_role(&dev.id, Role::Admin, "tester")
             .await
             .unwrap()
             .role,
         Role::Admin
     );
-    store.set_user_role(&root.id, Role::User).await.unwrap();
+    store
+        .set_user_role(&root.id, Role::User, "tester")
+        .await
+        .unwrap();
     assert_eq!(
         store.user(&root.id).await.unwrap().unwrap().role,
         Role::User
     );
-    store.delete_user(&root.id).await.unwrap();
+    store.delete_user(&root.id, "tester").await.unwrap();
     assert!(store.user(&root.id).await.unwrap().is_none());
     assert!(matches!(
-        store.delete_user(&root.id).await,
+        store.delete_user(&root.id, "tester").await,
         Err(Error::NotFound(_))
     ));
 }
 
 pub async fn tokens_follow_their_owner(store: Arc<dyn Store>) {
     let root = store
-        .create_user(new_user("root@example.com", Role::Admin))
+        .create_user(new_user("root@example.com", Role::Admin), "tester")
         .await
         .unwrap();
     let dev = store
-        .create_user(new_user("dev@example.com", Role::Developer))
+        .create_user(new_user("dev@example.com", Role::Developer), "tester")
         .await
         .unwrap();
     store
-        .create_api_token(new_token("00000000000000a1", &dev.id, Role::Developer))
+        .create_api_token(
+            new_token("00000000000000a1", &dev.id, Role::Developer),
+            "tester",
+        )
         .await
         .unwrap();
     store
-        .create_api_token(new_token("00000000000000a2", &root.id, Role::Admin))
+        .create_api_token(
+            new_token("00000000000000a2", &root.id, Role::Admin),
+            "tester",
+        )
         .await
         .unwrap();
     let missing_owner = store
-        .create_api_token(new_token("00000000000000a3", "ghost", Role::User))
+        .create_api_token(new_token("00000000000000a3", "ghost", Role::User), "tester")
         .await;
     assert!(
         matches!(missing_owner, Err(Error::NotFound(_))),
@@ -159,7 +169,10 @@ pub async fn tokens_follow_their_owner(store: Arc<dyn Store>) {
     );
 
     // Lowering the owner lowers tokens above the new role.
-    store.set_user_role(&dev.id, Role::User).await.unwrap();
+    store
+        .set_user_role(&dev.id, Role::User, "tester")
+        .await
+        .unwrap();
     assert_eq!(
         store
             .api_token("00000000000000a1")
@@ -170,15 +183,186 @@ pub async fn tokens_follow_their_owner(store: Arc<dyn Store>) {
         Role::User
     );
 
-    store.delete_api_token("00000000000000a2").await.unwrap();
+    store
+        .delete_api_token("00000000000000a2", "tester")
+        .await
+        .unwrap();
     assert!(matches!(
-        store.delete_api_token("00000000000000a2").await,
+        store.delete_api_token("00000000000000a2", "tester").await,
         Err(Error::NotFound(_))
     ));
-    store.delete_user(&dev.id).await.unwrap();
+    store.delete_user(&dev.id, "tester").await.unwrap();
     assert!(
         store.api_token("00000000000000a1").await.unwrap().is_none(),
         "deleting a user deletes their tokens"
+    );
+}
+
+pub async fn flags_are_versioned_and_audited(store: Arc<dyn Store>) {
+    let spec = json!({"key": "beta", "enabled": true});
+    let created = store
+        .create_flag("beta", spec.clone(), "alice")
+        .await
+        .unwrap();
+    assert_eq!((created.version, created.updated_by.as_str()), (1, "alice"));
+    assert!(matches!(
+        store.create_flag("beta", spec, "alice").await,
+        Err(Error::Conflict(_))
+    ));
+    store
+        .create_flag("alpha", json!({"key": "alpha"}), "alice")
+        .await
+        .unwrap();
+    store
+        .create_flag("gamma", json!({"key": "gamma"}), "alice")
+        .await
+        .unwrap();
+
+    let keys = |v: Vec<FlagRecord>| v.into_iter().map(|f| f.key).collect::<Vec<_>>();
+    assert_eq!(
+        keys(store.flags().await.unwrap()),
+        ["alpha", "beta", "gamma"]
+    );
+    assert_eq!(
+        keys(store.flags_page(None, 2).await.unwrap()),
+        ["alpha", "beta"]
+    );
+    assert_eq!(
+        keys(store.flags_page(Some("beta"), 2).await.unwrap()),
+        ["gamma"]
+    );
+
+    let off = json!({"key": "beta", "enabled": false});
+    let updated = store
+        .update_flag("beta", off.clone(), Some(1), "flag.toggle", "bob")
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.version, updated.updated_by.as_str(), &updated.spec),
+        (2, "bob", &off)
+    );
+    assert_eq!(updated.created_at, created.created_at);
+    let stale = store
+        .update_flag("beta", off.clone(), Some(1), "flag.update", "bob")
+        .await;
+    assert!(
+        matches!(stale, Err(Error::PreconditionFailed(_))),
+        "{stale:?}"
+    );
+    assert!(matches!(
+        store
+            .update_flag("nope", off, None, "flag.update", "bob")
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        store.delete_flag("beta", Some(1), "bob").await,
+        Err(Error::PreconditionFailed(_))
+    ));
+    store.delete_flag("beta", Some(2), "bob").await.unwrap();
+    assert!(store.flag("beta").await.unwrap().is_none());
+    assert!(matches!(
+        store.delete_flag("beta", None, "bob").await,
+        Err(Error::NotFound(_))
+    ));
+
+    let history = store
+        .audit(AuditQuery {
+            target: Some("flag:beta".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = history.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["flag.delete", "flag.toggle", "flag.create"],
+        "newest first"
+    );
+    assert_eq!(history[0].after, None);
+    assert_eq!(history[1].before.as_ref().unwrap()["spec"]["enabled"], true);
+    assert_eq!(history[1].after.as_ref().unwrap()["spec"]["enabled"], false);
+    assert_eq!(history[1].actor, "bob");
+    let page = store
+        .audit(AuditQuery {
+            target: Some("flag:beta".into()),
+            limit: 2,
+            cursor: Some(history[1].id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].action, "flag.create");
+    let by_alice = store
+        .audit(AuditQuery {
+            actor: Some("alice".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_alice.len(), 3);
+}
+
+pub async fn iam_changes_are_audited(store: Arc<dyn Store>) {
+    let root = store
+        .create_user(new_user("root@example.com", Role::Admin), "cli")
+        .await
+        .unwrap();
+    let dev = store
+        .create_user(new_user("dev@example.com", Role::Developer), &root.id)
+        .await
+        .unwrap();
+    store
+        .set_user_role(&dev.id, Role::User, &root.id)
+        .await
+        .unwrap();
+    store
+        .create_api_token(new_token("00000000000000b1", &dev.id, Role::User), &dev.id)
+        .await
+        .unwrap();
+    store
+        .delete_api_token("00000000000000b1", &root.id)
+        .await
+        .unwrap();
+    store.delete_user(&dev.id, &root.id).await.unwrap();
+    let all = store
+        .audit(AuditQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let seen: Vec<(&str, &str)> = all
+        .iter()
+        .rev()
+        .map(|r| (r.action.as_str(), r.actor.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("user.create", "cli"),
+            ("user.create", root.id.as_str()),
+            ("user.role", root.id.as_str()),
+            ("token.create", dev.id.as_str()),
+            ("token.delete", root.id.as_str()),
+            ("user.delete", root.id.as_str()),
+        ]
+    );
+    let text = serde_json::to_string(&all).unwrap();
+    assert!(
+        !text.contains("$argon2id$fake") && !text.contains(&"ab".repeat(32)),
+        "no secrets in the audit log"
+    );
+    let role = all.iter().find(|r| r.action == "user.role").unwrap();
+    assert_eq!(
+        (
+            role.before.as_ref().unwrap()["role"].as_str(),
+            role.after.as_ref().unwrap()["role"].as_str()
+        ),
+        (Some("developer"), Some("user"))
     );
 }
 
@@ -193,7 +377,7 @@ pub async fn concurrent_writes_all_land(store: Arc<dyn Store>) {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .create_user(new_user(&format!("u{i}@example.com"), Role::User))
+                    .create_user(new_user(&format!("u{i}@example.com"), Role::User), "tester")
                     .await
             })
         })
@@ -241,5 +425,7 @@ contract_suite!(
         tokens_follow_their_owner,
         settings_keep_the_first_value,
         concurrent_writes_all_land,
+        flags_are_versioned_and_audited,
+        iam_changes_are_audited,
     ]
 );

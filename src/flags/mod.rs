@@ -1,0 +1,332 @@
+//! The flags service: validates and stores flag definitions, keeps the live
+//! evaluation snapshot in step with the store, and answers evaluations.
+//!
+//! Writes are serialised by one lock held across "write to the store, then
+//! swap the snapshot", so the snapshot always equals the store's contents in
+//! commit order. Reads take no lock: `live()` is an atomic pointer load.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use flagbase_engine::{CompiledFlag, FlagSpec, Snapshot};
+use rand::RngCore;
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::iam::Caller;
+use crate::model::{AuditQuery, AuditRecord, FlagRecord, Role};
+use crate::storage::Store;
+
+/// Fields the server keeps; accepted in request bodies (so a GET result can
+/// be sent back as a PUT) but never taken from them.
+const SERVER_FIELDS: [&str; 4] = ["version", "created_at", "updated_at", "updated_by"];
+
+/// The snapshot evaluations read, and a tag that changes with it.
+pub struct Live {
+    pub snapshot: Snapshot,
+    /// Differs for every distinct snapshot this process has served, across
+    /// restarts too (a random boot id and a counter); used in ETags.
+    pub tag: String,
+}
+
+pub struct Flags {
+    store: Arc<dyn Store>,
+    live: ArcSwap<Live>,
+    writer: Mutex<u64>,
+    boot_id: String,
+}
+
+/// A page of flags and where the next one starts.
+pub struct Page {
+    pub flags: Vec<FlagRecord>,
+    pub next_cursor: Option<String>,
+}
+
+impl Flags {
+    /// Loads and compiles every stored flag. A stored flag that no longer
+    /// compiles (it cannot happen through this API) is logged and left out of
+    /// evaluation rather than keeping Flagbase from starting.
+    pub async fn load(store: Arc<dyn Store>) -> Result<Flags> {
+        let mut compiled = Vec::new();
+        for record in store.flags().await? {
+            match compile(record.spec.clone()) {
+                Ok((_, flag)) => compiled.push(Arc::new(flag)),
+                Err(e) => {
+                    tracing::error!(flag = %record.key, error = %e, "stored flag does not compile; it is not served")
+                }
+            }
+        }
+        let mut boot = [0u8; 6];
+        rand::rng().fill_bytes(&mut boot);
+        let boot_id: String = boot.iter().map(|b| format!("{b:02x}")).collect();
+        let live = Live {
+            snapshot: Snapshot::from_flags(compiled),
+            tag: format!("{boot_id}-0"),
+        };
+        Ok(Flags {
+            store,
+            live: ArcSwap::from_pointee(live),
+            writer: Mutex::new(0),
+            boot_id,
+        })
+    }
+
+    /// The current snapshot; cheap, lock-free, safe to hold across awaits.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// Applies a change to the snapshot; the caller holds the writer lock.
+    fn publish(&self, generation: &mut u64, change: impl FnOnce(&Snapshot) -> Snapshot) {
+        let current = self.live.load();
+        *generation += 1;
+        self.live.store(Arc::new(Live {
+            snapshot: change(&current.snapshot),
+            tag: format!("{}-{generation}", self.boot_id),
+        }));
+    }
+
+    pub async fn create(&self, caller: &Caller, body: Value) -> Result<FlagRecord> {
+        caller.require(Role::Developer)?;
+        let (spec, compiled) = compile(strip_server_fields(body)?)?;
+        let mut generation = self.writer.lock().await;
+        let record = self
+            .store
+            .create_flag(compiled.key(), spec, &caller.user.id)
+            .await?;
+        self.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
+        Ok(record)
+    }
+
+    /// PUT: replaces the whole definition. The key in the body, if any, must
+    /// be the key in the path.
+    pub async fn replace(
+        &self,
+        caller: &Caller,
+        key: &str,
+        body: Value,
+        if_match: Option<i64>,
+    ) -> Result<FlagRecord> {
+        caller.require(Role::Developer)?;
+        let mut body = strip_server_fields(body)?;
+        match body.get("key") {
+            None => {
+                body.insert("key".into(), key.into());
+            }
+            Some(Value::String(k)) if k == key => {}
+            Some(_) => {
+                return Err(Error::invalid(
+                    "key",
+                    "is immutable; it must equal the key in the URL",
+                ))
+            }
+        }
+        self.write(caller, key, if_match, "flag.update", |_| Ok(body))
+            .await
+    }
+
+    /// PATCH: a JSON merge patch (RFC 7396) on the stored definition.
+    pub async fn patch(
+        &self,
+        caller: &Caller,
+        key: &str,
+        patch: Value,
+        if_match: Option<i64>,
+    ) -> Result<FlagRecord> {
+        caller.require(Role::Developer)?;
+        let patch = strip_server_fields(patch)?;
+        if patch.get("key").is_some_and(|k| k.as_str() != Some(key)) {
+            return Err(Error::invalid("key", "is immutable"));
+        }
+        self.write(caller, key, if_match, "flag.update", move |current| {
+            let mut merged = Value::Object(current);
+            merge_patch(&mut merged, &Value::Object(patch));
+            match merged {
+                Value::Object(map) => Ok(map),
+                _ => unreachable!("merging objects yields an object"),
+            }
+        })
+        .await
+    }
+
+    /// Flips `enabled`.
+    pub async fn toggle(
+        &self,
+        caller: &Caller,
+        key: &str,
+        if_match: Option<i64>,
+    ) -> Result<FlagRecord> {
+        caller.require(Role::Developer)?;
+        self.write(caller, key, if_match, "flag.toggle", |mut current| {
+            let enabled = current
+                .get("enabled")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            current.insert("enabled".into(), Value::Bool(!enabled));
+            Ok(current)
+        })
+        .await
+    }
+
+    /// Read-modify-write of one flag under the writer lock.
+    async fn write(
+        &self,
+        caller: &Caller,
+        key: &str,
+        if_match: Option<i64>,
+        action: &str,
+        change: impl FnOnce(Map<String, Value>) -> Result<Map<String, Value>>,
+    ) -> Result<FlagRecord> {
+        let mut generation = self.writer.lock().await;
+        let current = self
+            .store
+            .flag(key)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("flag {key}")))?;
+        if let Some(expected) = if_match.filter(|v| *v != current.version) {
+            return Err(Error::PreconditionFailed(format!(
+                "flag {key} is at version {}, not {expected}",
+                current.version
+            )));
+        }
+        let Value::Object(map) = current.spec else {
+            return Err(Error::internal(format!(
+                "stored flag {key} is not an object"
+            )));
+        };
+        let (spec, compiled) = compile(change(map)?)?;
+        let record = self
+            .store
+            .update_flag(key, spec, Some(current.version), action, &caller.user.id)
+            .await?;
+        self.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
+        Ok(record)
+    }
+
+    pub async fn delete(&self, caller: &Caller, key: &str, if_match: Option<i64>) -> Result<()> {
+        caller.require(Role::Developer)?;
+        let mut generation = self.writer.lock().await;
+        self.store
+            .delete_flag(key, if_match, &caller.user.id)
+            .await?;
+        self.publish(&mut generation, |s| s.without_flag(key));
+        Ok(())
+    }
+
+    pub async fn get(&self, caller: &Caller, key: &str) -> Result<FlagRecord> {
+        caller.require(Role::User)?;
+        self.store
+            .flag(key)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("flag {key}")))
+    }
+
+    pub async fn list(&self, caller: &Caller, cursor: Option<&str>, limit: usize) -> Result<Page> {
+        caller.require(Role::User)?;
+        // One extra row says whether another page exists.
+        let mut flags = self.store.flags_page(cursor, limit + 1).await?;
+        let next_cursor = if flags.len() > limit {
+            flags.truncate(limit);
+            flags.last().map(|f| f.key.clone())
+        } else {
+            None
+        };
+        Ok(Page { flags, next_cursor })
+    }
+
+    pub async fn history(
+        &self,
+        caller: &Caller,
+        key: &str,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<Vec<AuditRecord>> {
+        caller.require(Role::Developer)?;
+        self.store
+            .audit(AuditQuery {
+                target: Some(format!("flag:{key}")),
+                actor: None,
+                limit,
+                cursor,
+            })
+            .await
+    }
+}
+
+/// Drops server-kept fields; the body must be a JSON object.
+fn strip_server_fields(body: Value) -> Result<Map<String, Value>> {
+    let Value::Object(mut map) = body else {
+        return Err(Error::invalid("body", "expected a JSON object"));
+    };
+    for field in SERVER_FIELDS {
+        map.remove(field);
+    }
+    Ok(map)
+}
+
+/// Validates a definition and compiles it; returns the normalised JSON to
+/// store and the compiled flag to serve.
+fn compile(spec: impl Into<Value>) -> Result<(Value, CompiledFlag)> {
+    let spec: FlagSpec = serde_path_to_error::deserialize(spec.into()).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        Error::invalid(field, e.into_inner())
+    })?;
+    let normalised = serde_json::to_value(&spec).map_err(Error::internal)?;
+    let compiled = flagbase_engine::compile(spec).map_err(|e| Error::Invalid {
+        field: e.field,
+        reason: e.reason,
+    })?;
+    Ok((normalised, compiled))
+}
+
+/// RFC 7396: objects merge recursively, `null` removes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let map = target.as_object_mut().expect("just made an object");
+    for (k, v) in patch {
+        if v.is_null() {
+            map.remove(k);
+        } else {
+            merge_patch(map.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let mut doc = json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1]});
+        merge_patch(
+            &mut doc,
+            &json!({"a": null, "b": {"c": 5}, "e": [2], "f": true}),
+        );
+        assert_eq!(doc, json!({"b": {"c": 5, "d": 3}, "e": [2], "f": true}));
+    }
+
+    #[test]
+    fn validation_errors_name_the_field() {
+        let err = compile(json!({"key": "k", "enabled": true, "rules": [{"attribute": "a", "operator": "eqals", "value": "x", "variant": true}]}))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("rules[0].operator"), "{err}");
+        let err = compile(json!({"key": "k", "enabled": "yes"})).unwrap_err();
+        assert!(err.to_string().starts_with("enabled:"), "{err}");
+        let err = compile(json!({"key": "k", "rollout_percentge": 5})).unwrap_err();
+        assert!(err.to_string().contains("rollout_percentge"), "{err}");
+    }
+}
