@@ -30,15 +30,19 @@ fn failure(
     (status, axum::Json(body)).into_response()
 }
 
-/// The request body's context, or the OFREP error to answer with.
-fn context(body: Result<Bytes, BytesRejection>, key: Option<&str>) -> Result<Context, Response> {
+/// The request body's context, or the OFREP error to answer with (boxed:
+/// the error path is rare and a `Response` is large).
+fn context(
+    body: Result<Bytes, BytesRejection>,
+    key: Option<&str>,
+) -> Result<Context, Box<Response>> {
+    let reject = |status, code, details: String| Box::new(failure(status, key, code, details));
     let bytes = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            payload_too_large().into_response()
+            Box::new(payload_too_large().into_response())
         } else {
-            failure(
+            reject(
                 StatusCode::BAD_REQUEST,
-                key,
                 ErrorCode::ParseError,
                 r.body_text(),
             )
@@ -48,29 +52,26 @@ fn context(body: Result<Bytes, BytesRejection>, key: Option<&str>) -> Result<Con
         return Ok(Context::new());
     }
     let request: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        failure(
+        reject(
             StatusCode::BAD_REQUEST,
-            key,
             ErrorCode::ParseError,
             format!("request body is not valid JSON: {e}"),
         )
     })?;
     let Value::Object(mut request) = request else {
-        return Err(failure(
+        return Err(reject(
             StatusCode::BAD_REQUEST,
-            key,
             ErrorCode::ParseError,
-            "request body must be a JSON object",
+            "request body must be a JSON object".into(),
         ));
     };
     match request.remove("context") {
         None | Some(Value::Null) => Ok(Context::new()),
         Some(ctx) => Context::from_json(ctx).ok_or_else(|| {
-            failure(
+            reject(
                 StatusCode::BAD_REQUEST,
-                key,
                 ErrorCode::InvalidContext,
-                "context must be a JSON object",
+                "context must be a JSON object".into(),
             )
         }),
     }
@@ -81,7 +82,8 @@ struct Success<'a> {
     key: &'a str,
     value: &'a Value,
     reason: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Always present (`null` when the value came from no named variant):
+    /// the official Python provider reads it unconditionally.
     variant: Option<&'a str>,
     metadata: Metadata,
 }
@@ -130,7 +132,7 @@ pub async fn evaluate_flag(
 ) -> Response {
     let ctx = match context(body, Some(&key)) {
         Ok(ctx) => ctx,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let live = state.flags.live();
     let eval = live.snapshot.evaluate(&key, &ctx);
@@ -187,7 +189,7 @@ pub async fn evaluate_all(
     }
     let ctx = match context(body, None) {
         Ok(ctx) => ctx,
-        Err(response) => return Ok(response),
+        Err(response) => return Ok(*response),
     };
     let flags: Vec<Item> = live
         .snapshot

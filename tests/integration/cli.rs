@@ -3,12 +3,13 @@
 
 use serde_json::json;
 
-use crate::harness::{run_cli, stderr_of, temp_path, Flagbase, Options, PASSWORD};
+use crate::harness::{run_cli, stderr_of, Flagbase, Options, PASSWORD};
 
 #[test]
 fn version_prints_version_commit_and_date() {
-    let dir = temp_path();
-    let out = run_cli(&dir, &["version"], &[], None);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let out = run_cli(dir, &["version"], &[], None);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -16,7 +17,7 @@ fn version_prints_version_commit_and_date() {
         "{text}"
     );
     assert!(text.contains(", built 20"), "{text}");
-    let out = run_cli(&dir, &["version", "--short"], &[], None);
+    let out = run_cli(dir, &["version", "--short"], &[], None);
     assert_eq!(
         String::from_utf8(out.stdout).unwrap().trim(),
         env!("CARGO_PKG_VERSION")
@@ -25,7 +26,8 @@ fn version_prints_version_commit_and_date() {
 
 /// Runs `start` with a bad configuration: exit code 2 and one line naming it.
 fn rejected(yaml: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> String {
-    let dir = temp_path();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let mut all = vec![];
     if let Some(yaml) = yaml {
         std::fs::write(dir.join("config.yaml"), yaml).unwrap();
@@ -34,7 +36,7 @@ fn rejected(yaml: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> String {
     // No --port here: flags outrank the file, and some cases are about the port.
     all.push("start");
     all.extend(args);
-    let out = run_cli(&dir, &all, env, None);
+    let out = run_cli(dir, &all, env, None);
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(2), "stderr: {err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -89,11 +91,12 @@ fn every_bad_configuration_is_refused_with_its_key() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let dir = temp_path();
-    let out = run_cli(&dir, &["start", "--bogus"], &[], None);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let out = run_cli(dir, &["start", "--bogus"], &[], None);
     assert_eq!(out.status.code(), Some(2));
     let out = run_cli(
-        &dir,
+        dir,
         &[
             "user",
             "create",
@@ -114,9 +117,10 @@ fn usage_errors_exit_2() {
 fn a_busy_port_is_a_runtime_failure_naming_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let dir = temp_path();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let out = run_cli(
-        &dir,
+        dir,
         &["start", "--host", "127.0.0.1", "--port", &port],
         &[],
         None,
@@ -193,9 +197,10 @@ async fn flags_beat_environment_beat_file_beat_defaults() {
 
 #[tokio::test]
 async fn user_create_bootstraps_an_admin_with_or_without_the_server() {
-    let dir = temp_path();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let out = run_cli(
-        &dir,
+        dir,
         &[
             "user",
             "create",
@@ -212,7 +217,7 @@ async fn user_create_bootstraps_an_admin_with_or_without_the_server() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("created admin user ops@example.com"));
 
     let again = run_cli(
-        &dir,
+        dir,
         &[
             "user",
             "create",
@@ -233,7 +238,7 @@ async fn user_create_bootstraps_an_admin_with_or_without_the_server() {
         stderr_of(&again)
     );
     let bad = run_cli(
-        &dir,
+        dir,
         &[
             "user",
             "create",
@@ -254,7 +259,7 @@ async fn user_create_bootstraps_an_admin_with_or_without_the_server() {
         stderr_of(&bad)
     );
     let short = run_cli(
-        &dir,
+        dir,
         &[
             "user",
             "create",
@@ -271,7 +276,7 @@ async fn user_create_bootstraps_an_admin_with_or_without_the_server() {
     assert_eq!(short.status.code(), Some(2));
 
     // Start the server on that database: no setup needed, the admin logs in.
-    let fb = launch_in(&dir).await;
+    let fb = launch_in(dir).await;
     assert!(fb.setup_token.is_none());
     assert_eq!(
         fb.get("/setup/status", None).await.body,
@@ -281,7 +286,7 @@ async fn user_create_bootstraps_an_admin_with_or_without_the_server() {
 
     // And while it runs, the CLI can still add users.
     let out = run_cli(
-        &dir,
+        dir,
         &[
             "user",
             "create",

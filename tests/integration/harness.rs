@@ -2,7 +2,7 @@
 //! directory on a free port and talks HTTP to it.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -381,8 +381,4 @@ pub fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&s
 
 pub fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-pub fn temp_path() -> PathBuf {
-    tempfile::tempdir().unwrap().keep()
 }

@@ -114,13 +114,14 @@ async fn shutdown_finishes_in_flight_requests_and_closes_the_database() {
 
 #[test]
 fn a_database_from_a_newer_flagbase_is_refused() {
-    let dir = crate::harness::temp_path();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let db = dir.join("flagbase.db");
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.pragma_update(None, "user_version", 999).unwrap();
     drop(conn);
     let out = run_cli(
-        &dir,
+        dir,
         &["start", "--host", "127.0.0.1", "--port", "0"],
         &[],
         None,

@@ -3,7 +3,9 @@
 
 mod cli;
 mod errors;
+mod flags;
 mod harness;
 mod iam;
 mod lifecycle;
+mod ofrep_interop;
 mod store_contract;

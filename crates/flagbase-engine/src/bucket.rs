@@ -132,7 +132,7 @@ impl Split {
     pub(crate) fn rollout(threshold: u32) -> Self {
         Split::Rollout {
             threshold,
-            fraction: threshold % 1000 != 0,
+            fraction: !threshold.is_multiple_of(1000),
         }
     }
 

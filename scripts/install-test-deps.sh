@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Installs what the OpenFeature interop tests (tests/interop/, run by
+# tests/integration/ofrep_interop.rs) need:
+#   * the Node packages in tests/interop/node   (npm ci, from the lock file)
+#   * the Python packages in tests/interop/python/requirements.txt  (pip)
+# and checks that `node` >= 18, `npm` and `python3` (with pip) exist.
+#
+# Idempotent and silent when everything is already in place. If something
+# cannot be installed it prints exactly what is missing and exits 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NODE_DIR=tests/interop/node
+REQUIREMENTS=tests/interop/python/requirements.txt
+STAMP=$NODE_DIR/node_modules/.flagbase-lock.sha256
+MIN_NODE=18
+
+missing=()
+
+# --- tools that are checked, not installed -------------------------------
+node_ok=false
+if command -v node >/dev/null 2>&1; then
+    node_version=$(node --version 2>/dev/null || true)
+    node_major=${node_version#v}
+    node_major=${node_major%%.*}
+    if [[ "$node_major" =~ ^[0-9]+$ ]] && (( node_major >= MIN_NODE )); then
+        node_ok=true
+    else
+        missing+=("node >= $MIN_NODE (found ${node_version:-an unknown version}): install Node.js $MIN_NODE or newer")
+    fi
+else
+    missing+=("node >= $MIN_NODE: install Node.js $MIN_NODE or newer (Debian: apt-get install nodejs npm)")
+fi
+if $node_ok && ! command -v npm >/dev/null 2>&1; then
+    missing+=("npm: install it (Debian: apt-get install npm)")
+    node_ok=false
+fi
+
+python_ok=false
+if command -v python3 >/dev/null 2>&1; then
+    if python3 -m pip --version >/dev/null 2>&1; then
+        python_ok=true
+    else
+        missing+=("pip for python3: install it (Debian: apt-get install python3-pip)")
+    fi
+else
+    missing+=("python3: install Python 3.10 or newer (Debian: apt-get install python3 python3-pip)")
+fi
+
+# --- Node packages -------------------------------------------------------
+if $node_ok; then
+    lock_hash=$(sha256sum "$NODE_DIR/package-lock.json" | cut -d' ' -f1)
+    if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$lock_hash" ]]; then
+        echo "installing the Node interop packages (npm ci in $NODE_DIR)"
+        if (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+            echo "$lock_hash" >"$STAMP"
+        else
+            missing+=("the Node packages: \`npm ci\` failed in $NODE_DIR (see above)")
+        fi
+    fi
+fi
+
+# --- Python packages -----------------------------------------------------
+# Satisfied when every pinned `name==version` is installed at that version
+# and the provider imports.
+python_satisfied() {
+    python3 - "$REQUIREMENTS" <<'PY' >/dev/null 2>&1
+import sys
+from importlib.metadata import PackageNotFoundError, version
+for line in open(sys.argv[1]):
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        continue
+    name, _, pinned = line.partition("==")
+    try:
+        if version(name.strip()) != pinned.strip():
+            sys.exit(1)
+    except PackageNotFoundError:
+        sys.exit(1)
+import openfeature.api, openfeature.contrib.provider.ofrep, pytest  # noqa
+PY
+}
+
+if $python_ok && ! python_satisfied; then
+    echo "installing the Python interop packages (pip install -r $REQUIREMENTS)"
+    log=$(mktemp)
+    if ! python3 -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" >"$log" 2>&1; then
+        if grep -q externally-managed-environment "$log"; then
+            # Debian's system Python refuses global installs (PEP 668);
+            # the user site is still on python3's path.
+            echo "system Python is externally managed: installing with --user"
+            python3 -m pip install --quiet --disable-pip-version-check --user \
+                --break-system-packages -r "$REQUIREMENTS" >"$log" 2>&1 || true
+        fi
+    fi
+    if ! python_satisfied; then
+        cat "$log" >&2
+        missing+=("the Python packages: \`python3 -m pip install -r $REQUIREMENTS\` failed (see above)")
+    fi
+    rm -f "$log"
+fi
+
+if (( ${#missing[@]} )); then
+    echo "scripts/install-test-deps.sh: cannot set up the interop tests; missing:" >&2
+    for m in "${missing[@]}"; do
+        echo "  - $m" >&2
+    done
+    exit 1
+fi
