@@ -8,8 +8,9 @@
 #             (b) POST /ofrep/v1/evaluate/flags            bulk, 20 flags
 #             (c) POST /ofrep/v1/evaluate/flags            bulk, 500 flags
 #   Edge      (a) GET  /api/frontend/features/{name}       one flag
-#             (b) GET  /api/frontend                       20 features
-#             (c) GET  /api/frontend                       500 features
+#             (b) GET  /api/frontend/all                   20 features (all, like OFREP bulk)
+#                 GET  /api/frontend                       20 features (only the enabled ones)
+#             (c) the same two with 500 features
 # Every flag has one attribute rule and a 25 % rollout; the context
 # (user-42, plan=free) misses the rule, so the rollout is computed.
 #
@@ -209,25 +210,26 @@ PY
     EDGE_AUTH="Authorization: $EDGE_TOKEN"
 
     start_edge 20
-    echo "== peer: $("$PEER_BIN" --version 2>/dev/null || echo unleash-edge) offline at $EDGE (pid $SERVER_PID, cpu $SERVER_CPU)"
-    # A feature that is off for this context is a 404 on the single-feature
-    # endpoint; find one that is on, so both sides serve a 200 evaluation.
-    ON=$(call 200 GET "$EDGE/api/frontend?$EDGE_QUERY" "" "$EDGE_AUTH" \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["toggles"][0]["name"])')
-    echo "   sample (a): $(call 200 GET "$EDGE/api/frontend/features/$ON?$EDGE_QUERY" "" "$EDGE_AUTH")"
+    echo "== peer: unleash-edge ($PEER_BIN) offline at $EDGE (pid $SERVER_PID, cpu $SERVER_CPU)"
+    echo "   sample (a): $(call 200 GET "$EDGE/api/frontend/features/bench-001?$EDGE_QUERY" "" "$EDGE_AUTH")"
+    n=$(call 200 GET "$EDGE/api/frontend/all?$EDGE_QUERY" "" "$EDGE_AUTH" | count_toggles)
+    [[ "$n" == 20 ]] || die "edge /api/frontend/all returned $n features, expected 20"
     on=$(call 200 GET "$EDGE/api/frontend?$EDGE_QUERY" "" "$EDGE_AUTH" | count_toggles)
-    echo "   $on of 20 features are on for $CONTEXT_KEY (the frontend API lists only those)"
-    bench edge.frontend.1flag GET "$EDGE/api/frontend/features/$ON?$EDGE_QUERY" "" "$EDGE_AUTH"
-    bench edge.frontend.all20 GET "$EDGE/api/frontend?$EDGE_QUERY" "" "$EDGE_AUTH"
-    # Edge also answers POST /api/frontend with a JSON context, like OFREP.
-    bench edge.frontend.all20.post POST "$EDGE/api/frontend" \
-        "{\"userId\":\"$CONTEXT_KEY\",\"properties\":{\"plan\":\"free\"}}" "$EDGE_AUTH"
+    echo "   $on of 20 features are on for $CONTEXT_KEY (/api/frontend lists only those)"
+    bench edge.frontend.1flag GET "$EDGE/api/frontend/features/bench-001?$EDGE_QUERY" "" "$EDGE_AUTH"
+    # /api/frontend/all evaluates and returns every feature, like OFREP bulk;
+    # /api/frontend returns only the enabled ones (a smaller response).
+    bench edge.frontend.all20 GET "$EDGE/api/frontend/all?$EDGE_QUERY" "" "$EDGE_AUTH"
+    bench edge.frontend.enabled20 GET "$EDGE/api/frontend?$EDGE_QUERY" "" "$EDGE_AUTH"
     stop_server
 
     start_edge 500
+    n=$(call 200 GET "$EDGE/api/frontend/all?$EDGE_QUERY" "" "$EDGE_AUTH" | count_toggles)
+    [[ "$n" == 500 ]] || die "edge /api/frontend/all returned $n features, expected 500"
     on=$(call 200 GET "$EDGE/api/frontend?$EDGE_QUERY" "" "$EDGE_AUTH" | count_toggles)
     echo "   $on of 500 features are on for $CONTEXT_KEY"
-    bench edge.frontend.all500 GET "$EDGE/api/frontend?$EDGE_QUERY" "" "$EDGE_AUTH"
+    bench edge.frontend.all500 GET "$EDGE/api/frontend/all?$EDGE_QUERY" "" "$EDGE_AUTH"
+    bench edge.frontend.enabled500 GET "$EDGE/api/frontend?$EDGE_QUERY" "" "$EDGE_AUTH"
     stop_server
 fi
 

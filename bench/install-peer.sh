@@ -14,7 +14,7 @@ PEER_ROOT=${PEER_ROOT:-$(dirname "$REPO")/.peer-tools}
 EDGE_VERSION=${EDGE_VERSION:-20.1.0}
 
 if [[ -x "$PEER_ROOT/bin/unleash-edge" ]] \
-    && "$PEER_ROOT/bin/unleash-edge" --version 2>/dev/null | grep -q "$EDGE_VERSION"; then
+    && cargo install --list --root "$PEER_ROOT" | grep -qx "unleash-edge v$EDGE_VERSION:"; then
     echo "unleash-edge $EDGE_VERSION is already installed in $PEER_ROOT/bin"
     exit 0
 fi
@@ -32,4 +32,4 @@ echo "building unleash-edge $EDGE_VERSION into $PEER_ROOT (this takes a while)"
 # does not use, and a long AWS SDK build.
 nice -n 19 cargo install unleash-edge --version "$EDGE_VERSION" --locked \
     --no-default-features --root "$PEER_ROOT"
-"$PEER_ROOT/bin/unleash-edge" --version
+echo "installed: $PEER_ROOT/bin/unleash-edge (unleash-edge $EDGE_VERSION)"

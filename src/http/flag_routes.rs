@@ -259,5 +259,10 @@ pub async fn evaluate_many(
             .map(|(k, e)| Evaluated::new(k, &e))
             .collect(),
     };
-    Ok(axum::Json(json!({ "flags": flags })).into_response())
+    Ok(axum::Json(Many { flags }).into_response())
+}
+
+#[derive(Serialize)]
+struct Many<'a> {
+    flags: Vec<Evaluated<'a>>,
 }

@@ -65,7 +65,17 @@ fn context(
             "request body must be a JSON object".into(),
         ));
     };
-    match request.remove("context") {
+    let context = request.remove("context");
+    if let Some(key) = context.as_ref().and_then(|c| c.get("targetingKey")) {
+        if !key.is_string() && !key.is_null() {
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidContext,
+                "context.targetingKey must be a string".into(),
+            ));
+        }
+    }
+    match context {
         None | Some(Value::Null) => Ok(Context::new()),
         Some(ctx) => Context::from_json(ctx).ok_or_else(|| {
             reject(
@@ -90,6 +100,12 @@ struct Success<'a> {
 
 #[derive(Serialize)]
 struct Metadata {}
+
+/// Serialised straight from borrowed evaluations: no intermediate JSON tree.
+#[derive(Serialize)]
+struct Bulk<'a> {
+    flags: Vec<Item<'a>>,
+}
 
 #[derive(Serialize)]
 #[serde(untagged)]
@@ -196,7 +212,7 @@ pub async fn evaluate_all(
         .evaluate_all(&ctx)
         .map(|(k, e)| item(k, &e))
         .collect();
-    let mut response = axum::Json(json!({ "flags": flags })).into_response();
+    let mut response = axum::Json(Bulk { flags }).into_response();
     response.headers_mut().insert(
         header::ETAG,
         HeaderValue::from_str(&etag).map_err(crate::error::Error::internal)?,

@@ -317,8 +317,8 @@ impl Iam {
         }
         // The owner's rights bound the token's, even if they shrank since.
         let user = self
-            .store
-            .user(&token.owner_id)
+            .principals
+            .user(self.store.as_ref(), &token.owner_id)
             .await?
             .ok_or_else(invalid)?;
         Ok(Caller {

@@ -385,7 +385,13 @@ async fn ofrep_error_bodies() {
     .await;
     assert_failure(&garbage, 400, "new-checkout-ui", "PARSE_ERROR");
 
-    for context in [json!([1, 2]), json!("u1"), json!(42), json!(true)] {
+    for context in [
+        json!([1, 2]),
+        json!("u1"),
+        json!(42),
+        json!(true),
+        json!({"targetingKey": 5}),
+    ] {
         let r = fb
             .post(
                 &format!("{SINGLE}new-checkout-ui"),
