@@ -360,22 +360,28 @@ pub fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&s
             .unwrap();
     }
     // A command that should have exited but serves instead must not hang
-    // the suite: kill it after a generous bound and fail.
-    let pid = child.id() as i32;
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if done_rx.recv_timeout(START_TIMEOUT).is_err() {
-            // SAFETY: kill(2) on our own child's pid has no memory effects.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    });
-    let out = child.wait_with_output().expect("flagbase output");
-    let _ = done_tx.send(());
+    // the suite: it is killed after a generous bound, and the test fails.
+    let out = output_within(child, START_TIMEOUT);
     assert!(
         out.status.code().is_some(),
         "flagbase {args:?} did not exit by itself: {}",
         stderr_of(&out)
     );
+    out
+}
+
+/// Waits for a child's output, killing it if it runs longer than `limit`.
+pub fn output_within(child: Child, limit: Duration) -> Output {
+    let pid = child.id() as i32;
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if done_rx.recv_timeout(limit).is_err() {
+            // SAFETY: kill(2) on our own child's pid has no memory effects.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().expect("child output");
+    let _ = done_tx.send(());
     out
 }
 

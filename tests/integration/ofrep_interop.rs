@@ -74,17 +74,7 @@ fn run(mut cmd: Command, what: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {what} ({e}); {INSTALL_HINT}"));
-    let pid = child.id() as i32;
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if done_rx.recv_timeout(SUITE_TIMEOUT).is_err() {
-            // SAFETY: kill(2) on our own child's pid has no memory effects.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    });
-    let out = child.wait_with_output().expect("suite output");
-    let _ = done_tx.send(());
-    out
+    crate::harness::output_within(child, SUITE_TIMEOUT)
 }
 
 fn show(out: &Output) -> String {

@@ -15,6 +15,62 @@ use crate::operators::Condition;
 pub const MAX_KEY_LEN: usize = 128;
 /// Longest accepted attribute name.
 pub const MAX_ATTRIBUTE_LEN: usize = 256;
+/// Longest accepted `name` or `description`, in bytes.
+pub const MAX_TEXT_LEN: usize = 4096;
+/// Most variants a flag may have.
+pub const MAX_VARIANTS: usize = 100;
+/// Most rules a flag may have.
+pub const MAX_RULES: usize = 500;
+/// Most conditions one rule may have.
+pub const MAX_CONDITIONS: usize = 50;
+/// Most entries in `targeted_users`.
+pub const MAX_TARGETED_USERS: usize = 10_000;
+
+/// Bounds on a definition's size, checked before any other work so that a
+/// huge definition costs a length check, not quadratic validation.
+fn check_sizes(spec: &FlagSpec) -> Result<(), ValidationError> {
+    let too_long = |field: &str, len: usize, max: usize, unit: &str| {
+        (len > max).then(|| ValidationError::new(field, format!("must have at most {max} {unit}")))
+    };
+    let conditions = spec.rules.iter().enumerate().find(|(_, r)| {
+        r.conditions
+            .as_ref()
+            .is_some_and(|c| c.len() > MAX_CONDITIONS)
+    });
+    let error = too_long(
+        "name",
+        spec.name.as_ref().map_or(0, String::len),
+        MAX_TEXT_LEN,
+        "bytes",
+    )
+    .or_else(|| {
+        too_long(
+            "description",
+            spec.description.as_ref().map_or(0, String::len),
+            MAX_TEXT_LEN,
+            "bytes",
+        )
+    })
+    .or_else(|| too_long("variants", spec.variants.len(), MAX_VARIANTS, "entries"))
+    .or_else(|| too_long("rules", spec.rules.len(), MAX_RULES, "entries"))
+    .or_else(|| {
+        too_long(
+            "targeted_users",
+            spec.targeted_users.len(),
+            MAX_TARGETED_USERS,
+            "entries",
+        )
+    })
+    .or_else(|| {
+        conditions.map(|(i, _)| {
+            ValidationError::new(
+                format!("rules[{i}].conditions"),
+                format!("must have at most {MAX_CONDITIONS} entries"),
+            )
+        })
+    });
+    error.map_or(Ok(()), Err)
+}
 
 /// Why a flag definition was rejected. Displays as `"{field}: {reason}"`,
 /// e.g. `rules[2].operator: unknown operator "eqals"`.
@@ -159,6 +215,7 @@ fn expect_type(field: &str, ty: FlagType, value: &Value) -> Result<(), Validatio
 /// not clone it).
 fn build(spec: &FlagSpec) -> Result<Program, ValidationError> {
     check_key("key", &spec.key)?;
+    check_sizes(spec)?;
     let ty = spec.flag_type;
 
     let default_value = match (&spec.default_value, ty) {

@@ -165,3 +165,50 @@ fn snapshots_can_be_shared_across_threads() {
     assert_send_sync::<Snapshot>();
     assert_send_sync::<Arc<flagbase_engine::CompiledFlag>>();
 }
+
+#[test]
+fn oversized_definitions_are_refused_before_any_other_work() {
+    use flagbase_engine::{
+        MAX_CONDITIONS, MAX_RULES, MAX_TARGETED_USERS, MAX_TEXT_LEN, MAX_VARIANTS,
+    };
+    let rule = json!({"attribute": "a", "operator": "equals", "value": "x", "variant": true});
+    let condition = json!({"attribute": "a", "operator": "exists"});
+    let variants: Vec<_> = (0..=MAX_VARIANTS)
+        .map(|i| json!({"key": format!("v{i}"), "value": i}))
+        .collect();
+    let cases = [
+        (
+            json!({"key": "k", "name": "n".repeat(MAX_TEXT_LEN + 1)}),
+            "name",
+        ),
+        (
+            json!({"key": "k", "description": "d".repeat(MAX_TEXT_LEN + 1)}),
+            "description",
+        ),
+        (
+            json!({"key": "k", "type": "number", "default_value": 0, "variants": variants}),
+            "variants",
+        ),
+        (
+            json!({"key": "k", "rules": vec![rule; MAX_RULES + 1]}),
+            "rules",
+        ),
+        (
+            json!({"key": "k", "targeted_users": (0..=MAX_TARGETED_USERS).map(|i| format!("u{i}")).collect::<Vec<_>>()}),
+            "targeted_users",
+        ),
+        (
+            json!({"key": "k", "rules": [{"conditions": vec![condition; MAX_CONDITIONS + 1], "variant": true}]}),
+            "rules[0].conditions",
+        ),
+    ];
+    for (spec, field) in cases {
+        let spec: FlagSpec = serde_json::from_value(spec).unwrap();
+        let err = validate(&spec).unwrap_err();
+        assert_eq!(err.field, field, "{err}");
+        assert!(err.reason.starts_with("must have at most"), "{err}");
+    }
+    // At the limit is fine.
+    let spec: FlagSpec = serde_json::from_value(json!({"key": "k", "rules": vec![json!({"attribute": "a", "operator": "equals", "value": "x", "variant": true}); MAX_RULES]})).unwrap();
+    assert!(validate(&spec).is_ok());
+}
