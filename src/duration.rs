@@ -141,6 +141,21 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever we print, we read back to the same duration.
+        #[test]
+        fn every_duration_round_trips(ms in 0u64..10_000_000_000_000) {
+            let d = HumanDuration::from_millis(ms);
+            proptest::prop_assert_eq!(d.to_string().parse::<HumanDuration>().unwrap(), d);
+        }
+
+        /// Arbitrary text never panics the parser.
+        #[test]
+        fn parsing_never_panics(text in "\\PC{0,24}") {
+            let _ = text.parse::<HumanDuration>();
+        }
+    }
+
     #[test]
     fn display_round_trips() {
         for text in ["250ms", "30s", "5m", "24h", "2d", "90s"] {
