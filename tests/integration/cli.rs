@@ -95,21 +95,7 @@ fn usage_errors_exit_2() {
     let dir = tmp.path();
     let out = run_cli(dir, &["start", "--bogus"], &[], None);
     assert_eq!(out.status.code(), Some(2));
-    let out = run_cli(
-        dir,
-        &[
-            "user",
-            "create",
-            "--email",
-            "a@b.co",
-            "--role",
-            "root",
-            "--password",
-            "longenough",
-        ],
-        &[],
-        None,
-    );
+    let out = user_create(dir, "a@b.co", "root", "longenough");
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -216,63 +202,21 @@ async fn user_create_bootstraps_an_admin_with_or_without_the_server() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("created admin user ops@example.com"));
 
-    let again = run_cli(
-        dir,
-        &[
-            "user",
-            "create",
-            "--email",
-            "ops@example.com",
-            "--role",
-            "user",
-            "--password",
-            PASSWORD,
-        ],
-        &[],
-        None,
-    );
+    let again = user_create(dir, "ops@example.com", "user", PASSWORD);
     assert_eq!(again.status.code(), Some(1));
     assert!(
         stderr_of(&again).contains("already exists"),
         "{}",
         stderr_of(&again)
     );
-    let bad = run_cli(
-        dir,
-        &[
-            "user",
-            "create",
-            "--email",
-            "nope",
-            "--role",
-            "user",
-            "--password",
-            PASSWORD,
-        ],
-        &[],
-        None,
-    );
+    let bad = user_create(dir, "nope", "user", PASSWORD);
     assert_eq!(bad.status.code(), Some(2));
     assert!(
         stderr_of(&bad).contains("email: is not a valid email address"),
         "{}",
         stderr_of(&bad)
     );
-    let short = run_cli(
-        dir,
-        &[
-            "user",
-            "create",
-            "--email",
-            "x@example.com",
-            "--role",
-            "user",
-            "--password",
-            "short",
-        ],
-        &[],
-        None,
-    );
+    let short = user_create(dir, "x@example.com", "user", "short");
     assert_eq!(short.status.code(), Some(2));
 
     // Start the server on that database: no setup needed, the admin logs in.
@@ -285,25 +229,35 @@ async fn user_create_bootstraps_an_admin_with_or_without_the_server() {
     let admin = fb.login("ops@example.com").await;
 
     // And while it runs, the CLI can still add users.
-    let out = run_cli(
+    let out = user_create(dir, "dev@example.com", "developer", PASSWORD);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    fb.login("dev@example.com").await;
+    let users = fb.get("/api/v1/users", Some(&admin)).await;
+    assert_eq!(users.body["users"].as_array().unwrap().len(), 2);
+}
+
+/// `flagbase user create` with a password on the command line.
+fn user_create(
+    dir: &std::path::Path,
+    email: &str,
+    role: &str,
+    password: &str,
+) -> std::process::Output {
+    run_cli(
         dir,
         &[
             "user",
             "create",
             "--email",
-            "dev@example.com",
+            email,
             "--role",
-            "developer",
+            role,
             "--password",
-            PASSWORD,
+            password,
         ],
         &[],
         None,
-    );
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    fb.login("dev@example.com").await;
-    let users = fb.get("/api/v1/users", Some(&admin)).await;
-    assert_eq!(users.body["users"].as_array().unwrap().len(), 2);
+    )
 }
 
 /// The harness starts in its own temp dir; this runs the binary in `dir`.
