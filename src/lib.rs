@@ -12,4 +12,5 @@ pub mod logging;
 pub mod model;
 pub mod server;
 pub mod storage;
+pub mod unit_of_work;
 pub mod version;
