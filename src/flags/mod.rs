@@ -3,7 +3,12 @@
 //!
 //! Writes are serialised by one lock held across "write to the store, then
 //! swap the snapshot", so the snapshot always equals the store's contents in
-//! commit order. Reads take no lock: `live()` is an atomic pointer load.
+//! commit order. That unit runs on its own task (`run_to_completion`): a
+//! client hanging up cannot stop a committed change from being published.
+//! Definitions are validated and compiled (up to 500 rules × 50 conditions
+//! with regexes) on a blocking thread and before the lock is taken, so
+//! neither the async workers nor other writers wait for compilation.
+//! Reads take no lock: `live()` is an atomic pointer load.
 
 use std::sync::Arc;
 
@@ -17,6 +22,11 @@ use crate::error::{Error, Result};
 use crate::iam::Caller;
 use crate::model::{AuditQuery, AuditRecord, FlagRecord, Role};
 use crate::storage::Store;
+use crate::unit_of_work::run_to_completion;
+
+/// Read-modify-write attempts before giving up on a flag that keeps
+/// changing underneath (only without `If-Match`, which fails at once).
+const MAX_WRITE_ATTEMPTS: usize = 8;
 
 /// Fields the server keeps; accepted in request bodies (so a GET result can
 /// be sent back as a PUT) but never taken from them.
@@ -48,15 +58,20 @@ impl Flags {
     /// compiles (it cannot happen through this API) is logged and left out of
     /// evaluation rather than keeping Flagbase from starting.
     pub async fn load(store: Arc<dyn Store>) -> Result<Flags> {
-        let mut compiled = Vec::new();
-        for record in store.flags().await? {
-            match compile(record.spec.clone()) {
-                Ok((_, flag)) => compiled.push(Arc::new(flag)),
-                Err(e) => {
-                    tracing::error!(flag = %record.key, error = %e, "stored flag does not compile; it is not served")
+        let records = store.flags().await?;
+        let compiled = off_workers(move || {
+            let mut compiled = Vec::new();
+            for record in records {
+                match compile(record.spec) {
+                    Ok((_, flag)) => compiled.push(Arc::new(flag)),
+                    Err(e) => {
+                        tracing::error!(flag = %record.key, error = %e, "stored flag does not compile; it is not served")
+                    }
                 }
             }
-        }
+            Ok(compiled)
+        })
+        .await?;
         let mut boot = [0u8; 6];
         rand::rng().fill_bytes(&mut boot);
         let boot_id: String = boot.iter().map(|b| format!("{b:02x}")).collect();
@@ -87,22 +102,24 @@ impl Flags {
         }));
     }
 
-    pub async fn create(&self, caller: &Caller, body: Value) -> Result<FlagRecord> {
+    pub async fn create(self: &Arc<Self>, caller: &Caller, body: Value) -> Result<FlagRecord> {
         caller.require(Role::Developer)?;
-        let (spec, compiled) = compile(strip_server_fields(body)?)?;
-        let mut generation = self.writer.lock().await;
-        let record = self
-            .store
-            .create_flag(compiled.key(), spec, &caller.user.id)
-            .await?;
-        self.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
-        Ok(record)
+        let body = strip_server_fields(body)?;
+        let (spec, compiled) = off_workers(move || compile(body)).await?;
+        let (this, actor) = (self.clone(), caller.user.id.clone());
+        run_to_completion(async move {
+            let mut generation = this.writer.lock().await;
+            let record = this.store.create_flag(compiled.key(), spec, &actor).await?;
+            this.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
+            Ok(record)
+        })
+        .await
     }
 
     /// PUT: replaces the whole definition. The key in the body, if any, must
     /// be the key in the path.
     pub async fn replace(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         key: &str,
         body: Value,
@@ -122,26 +139,28 @@ impl Flags {
                 ))
             }
         }
-        self.write(caller, key, if_match, "flag.update", |_| Ok(body))
-            .await
+        self.write(caller, key, if_match, "flag.update", move |_| {
+            Ok(body.clone())
+        })
+        .await
     }
 
     /// PATCH: a JSON merge patch (RFC 7396) on the stored definition.
     pub async fn patch(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         key: &str,
         patch: Value,
         if_match: Option<i64>,
     ) -> Result<FlagRecord> {
         caller.require(Role::Developer)?;
-        let patch = strip_server_fields(patch)?;
+        let patch = Value::Object(strip_server_fields(patch)?);
         if patch.get("key").is_some_and(|k| k.as_str() != Some(key)) {
             return Err(Error::invalid("key", "is immutable"));
         }
         self.write(caller, key, if_match, "flag.update", move |current| {
             let mut merged = Value::Object(current);
-            merge_patch(&mut merged, &Value::Object(patch));
+            merge_patch(&mut merged, &patch);
             match merged {
                 Value::Object(map) => Ok(map),
                 _ => unreachable!("merging objects yields an object"),
@@ -152,7 +171,7 @@ impl Flags {
 
     /// Flips `enabled`.
     pub async fn toggle(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         key: &str,
         if_match: Option<i64>,
@@ -169,49 +188,75 @@ impl Flags {
         .await
     }
 
-    /// Read-modify-write of one flag under the writer lock.
+    /// Read-modify-write of one flag. The change is applied and compiled
+    /// off the async workers and outside the writer lock, against the
+    /// version read; the commit then requires that version, so a concurrent
+    /// change is never overwritten: with `If-Match` it is a 412, without it
+    /// the change is simply redone on the newer version.
     async fn write(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         key: &str,
         if_match: Option<i64>,
-        action: &str,
-        change: impl FnOnce(Map<String, Value>) -> Result<Map<String, Value>>,
+        action: &'static str,
+        change: impl Fn(Map<String, Value>) -> Result<Map<String, Value>> + Send + Sync + 'static,
     ) -> Result<FlagRecord> {
-        let mut generation = self.writer.lock().await;
-        let current = self
-            .store
-            .flag(key)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("flag {key}")))?;
-        if let Some(expected) = if_match.filter(|v| *v != current.version) {
-            return Err(Error::PreconditionFailed(format!(
-                "flag {key} is at version {}, not {expected}",
-                current.version
-            )));
+        let change = Arc::new(change);
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let current = self
+                .store
+                .flag(key)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("flag {key}")))?;
+            if let Some(expected) = if_match.filter(|v| *v != current.version) {
+                return Err(Error::PreconditionFailed(format!(
+                    "flag {key} is at version {}, not {expected}",
+                    current.version
+                )));
+            }
+            let Value::Object(map) = current.spec else {
+                return Err(Error::internal(format!(
+                    "stored flag {key} is not an object"
+                )));
+            };
+            let apply = change.clone();
+            let (spec, compiled) = off_workers(move || compile(apply(map)?)).await?;
+            let (this, key, actor) = (self.clone(), key.to_string(), caller.user.id.clone());
+            let outcome = run_to_completion(async move {
+                let mut generation = this.writer.lock().await;
+                let record = this
+                    .store
+                    .update_flag(&key, spec, Some(current.version), action, &actor)
+                    .await?;
+                this.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
+                Ok(record)
+            })
+            .await;
+            match outcome {
+                Err(Error::PreconditionFailed(_)) if if_match.is_none() => continue,
+                other => return other,
+            }
         }
-        let Value::Object(map) = current.spec else {
-            return Err(Error::internal(format!(
-                "stored flag {key} is not an object"
-            )));
-        };
-        let (spec, compiled) = compile(change(map)?)?;
-        let record = self
-            .store
-            .update_flag(key, spec, Some(current.version), action, &caller.user.id)
-            .await?;
-        self.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
-        Ok(record)
+        Err(Error::Conflict(format!(
+            "flag {key} kept changing while this change was applied; try again"
+        )))
     }
 
-    pub async fn delete(&self, caller: &Caller, key: &str, if_match: Option<i64>) -> Result<()> {
+    pub async fn delete(
+        self: &Arc<Self>,
+        caller: &Caller,
+        key: &str,
+        if_match: Option<i64>,
+    ) -> Result<()> {
         caller.require(Role::Developer)?;
-        let mut generation = self.writer.lock().await;
-        self.store
-            .delete_flag(key, if_match, &caller.user.id)
-            .await?;
-        self.publish(&mut generation, |s| s.without_flag(key));
-        Ok(())
+        let (this, key, actor) = (self.clone(), key.to_string(), caller.user.id.clone());
+        run_to_completion(async move {
+            let mut generation = this.writer.lock().await;
+            this.store.delete_flag(&key, if_match, &actor).await?;
+            this.publish(&mut generation, |s| s.without_flag(&key));
+            Ok(())
+        })
+        .await
     }
 
     pub async fn get(&self, caller: &Caller, key: &str) -> Result<FlagRecord> {
@@ -263,6 +308,15 @@ fn strip_server_fields(body: Value) -> Result<Map<String, Value>> {
         map.remove(field);
     }
     Ok(map)
+}
+
+/// Runs CPU-heavy work (validation and compilation) on a blocking thread.
+async fn off_workers<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::internal(format!("compilation task failed: {e}")))?
 }
 
 /// Validates a definition and compiles it; returns the normalised JSON to

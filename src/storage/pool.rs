@@ -15,10 +15,15 @@ use crate::error::{Error, Result};
 type Opener = Arc<dyn Fn() -> rusqlite::Result<Connection> + Send + Sync>;
 
 /// A fixed set of interchangeable connections.
+///
+/// The permit and the connection belong to the blocking work, not to the
+/// future awaiting it: if the request that asked for a query is dropped
+/// (its client hung up), the query still runs to its end holding both, so
+/// the single-writer rule and the reader cap hold whatever clients do.
 struct Slots {
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     size: u32,
-    idle: Mutex<Vec<Connection>>,
+    idle: Arc<Mutex<Vec<Connection>>>,
     open: Opener,
 }
 
@@ -28,9 +33,9 @@ impl Slots {
             .map(|_| open())
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Slots {
-            permits: Semaphore::new(size),
+            permits: Arc::new(Semaphore::new(size)),
             size: size as u32,
-            idle: Mutex::new(idle),
+            idle: Arc::new(Mutex::new(idle)),
             open,
         })
     }
@@ -40,29 +45,28 @@ impl Slots {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let _permit = self
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| Error::Unavailable("the database is closed".into()))?;
-        let taken = self.idle.lock().expect("pool lock").pop();
-        let mut conn = match taken {
-            Some(conn) => conn,
-            // A connection is lost only when a query panicked; replace it.
-            None => (self.open)().map_err(Error::internal)?,
-        };
+        let (idle, open) = (self.idle.clone(), self.open.clone());
         let joined = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let taken = idle.lock().expect("pool lock").pop();
+            let mut conn = match taken {
+                Some(conn) => conn,
+                // A connection is lost only when a query panicked; replace
+                // it here, on the blocking thread, never on an async worker.
+                None => open().map_err(Error::internal)?,
+            };
             let result = f(&mut conn);
-            (conn, result)
+            idle.lock().expect("pool lock").push(conn);
+            result
         })
         .await;
-        match joined {
-            Ok((conn, result)) => {
-                self.idle.lock().expect("pool lock").push(conn);
-                result
-            }
-            Err(e) => Err(Error::internal(format!("database task failed: {e}"))),
-        }
+        joined.map_err(|e| Error::internal(format!("database task failed: {e}")))?
     }
 
     /// Waits for every connection to come back, then closes them all.
@@ -114,5 +118,66 @@ impl Pool {
     pub async fn close(&self) {
         self.readers.close().await;
         self.writer.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    fn pool(dir: &std::path::Path) -> Arc<Pool> {
+        let path = dir.join("pool.db");
+        let (w, r) = (path.clone(), path);
+        Arc::new(
+            Pool::new(
+                1,
+                Arc::new(move || Connection::open(&w)),
+                Arc::new(move || Connection::open(&r)),
+            )
+            .unwrap(),
+        )
+    }
+
+    /// Regression: the permit used to belong to the awaiting future, so a
+    /// request dropped mid-write released it while its write still ran, and
+    /// the next write opened a second writer connection beside it.
+    #[tokio::test]
+    async fn regression_a_dropped_caller_keeps_the_writer_until_its_work_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = pool(dir.path());
+        let writing = Arc::new(AtomicUsize::new(0));
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+
+        let (p, w) = (pool.clone(), writing.clone());
+        let first = tokio::spawn(async move {
+            p.write(move |_| {
+                w.fetch_add(1, Ordering::SeqCst);
+                let _ = started_tx.send(());
+                let _ = release_rx.recv();
+                w.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .await
+        });
+        started_rx.await.unwrap();
+        first.abort();
+
+        let (p, w) = (pool.clone(), writing.clone());
+        let second =
+            tokio::spawn(async move { p.write(move |_| Ok(w.load(Ordering::SeqCst))).await });
+        // Nothing can be awaited here in correct code (the second write must
+        // not start); give a wrong pool a moment to start it concurrently.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        release_tx.send(()).unwrap();
+        let concurrent = second.await.unwrap().unwrap();
+        assert_eq!(concurrent, 0, "two writes ran at once");
+        assert_eq!(
+            pool.writer.idle.lock().unwrap().len(),
+            1,
+            "one writer connection"
+        );
     }
 }

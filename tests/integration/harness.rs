@@ -43,6 +43,25 @@ impl Lines {
         }
     }
 
+    /// Waits until at least `count` lines match `pred`.
+    pub fn wait_for_count(&self, what: &str, count: usize, pred: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut lines = self.lines.lock().unwrap();
+        loop {
+            let seen = lines.iter().filter(|l| pred(l)).count();
+            if seen >= count {
+                return;
+            }
+            let now = Instant::now();
+            assert!(
+                now < deadline,
+                "timed out waiting for {count} × {what} (saw {seen}); output so far:\n{}",
+                lines.join("\n")
+            );
+            lines = self.changed.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
     pub fn all(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }

@@ -4,6 +4,7 @@
 mod cli;
 mod errors;
 mod flags;
+mod hangups;
 mod harness;
 mod iam;
 mod lifecycle;
