@@ -24,10 +24,6 @@ use crate::model::{AuditQuery, AuditRecord, FlagRecord, Role};
 use crate::storage::Store;
 use crate::unit_of_work::run_to_completion;
 
-/// Read-modify-write attempts before giving up on a flag that keeps
-/// changing underneath (only without `If-Match`, which fails at once).
-const MAX_WRITE_ATTEMPTS: usize = 8;
-
 /// Fields the server keeps; accepted in request bodies (so a GET result can
 /// be sent back as a PUT) but never taken from them.
 const SERVER_FIELDS: [&str; 4] = ["version", "created_at", "updated_at", "updated_by"];
@@ -188,11 +184,13 @@ impl Flags {
         .await
     }
 
-    /// Read-modify-write of one flag. The change is applied and compiled
-    /// off the async workers and outside the writer lock, against the
-    /// version read; the commit then requires that version, so a concurrent
-    /// change is never overwritten: with `If-Match` it is a 412, without it
-    /// the change is simply redone on the newer version.
+    /// Read-modify-write of one flag. The change is first applied and
+    /// compiled off the async workers and outside the writer lock, against
+    /// the version read; the commit requires that version, so a concurrent
+    /// change is never overwritten. If one came first: with `If-Match` that
+    /// is a 412; without it the change is redone under the writer lock,
+    /// where nothing can overtake it, so contention costs a retry but never
+    /// a failure.
     async fn write(
         self: &Arc<Self>,
         caller: &Caller,
@@ -202,44 +200,61 @@ impl Flags {
         change: impl Fn(Map<String, Value>) -> Result<Map<String, Value>> + Send + Sync + 'static,
     ) -> Result<FlagRecord> {
         let change = Arc::new(change);
-        for _ in 0..MAX_WRITE_ATTEMPTS {
-            let current = self
+        let (key, actor) = (key.to_string(), caller.user.id.clone());
+
+        let (version, map) = self.current(&key, if_match).await?;
+        let apply = change.clone();
+        let (spec, compiled) = off_workers(move || compile(apply(map)?)).await?;
+        let (this, k, a) = (self.clone(), key.clone(), actor.clone());
+        let optimistic = run_to_completion(async move {
+            let mut generation = this.writer.lock().await;
+            let record = this
                 .store
-                .flag(key)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("flag {key}")))?;
-            if let Some(expected) = if_match.filter(|v| *v != current.version) {
-                return Err(Error::PreconditionFailed(format!(
-                    "flag {key} is at version {}, not {expected}",
-                    current.version
-                )));
-            }
-            let Value::Object(map) = current.spec else {
-                return Err(Error::internal(format!(
-                    "stored flag {key} is not an object"
-                )));
-            };
-            let apply = change.clone();
-            let (spec, compiled) = off_workers(move || compile(apply(map)?)).await?;
-            let (this, key, actor) = (self.clone(), key.to_string(), caller.user.id.clone());
-            let outcome = run_to_completion(async move {
-                let mut generation = this.writer.lock().await;
-                let record = this
-                    .store
-                    .update_flag(&key, spec, Some(current.version), action, &actor)
-                    .await?;
-                this.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
-                Ok(record)
-            })
-            .await;
-            match outcome {
-                Err(Error::PreconditionFailed(_)) if if_match.is_none() => continue,
-                other => return other,
-            }
+                .update_flag(&k, spec, Some(version), action, &a)
+                .await?;
+            this.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
+            Ok(record)
+        })
+        .await;
+        match optimistic {
+            Err(Error::PreconditionFailed(_)) if if_match.is_none() => {}
+            other => return other,
         }
-        Err(Error::Conflict(format!(
-            "flag {key} kept changing while this change was applied; try again"
-        )))
+
+        let this = self.clone();
+        run_to_completion(async move {
+            let mut generation = this.writer.lock().await;
+            let (version, map) = this.current(&key, None).await?;
+            let (spec, compiled) = off_workers(move || compile(change(map)?)).await?;
+            let record = this
+                .store
+                .update_flag(&key, spec, Some(version), action, &actor)
+                .await?;
+            this.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
+            Ok(record)
+        })
+        .await
+    }
+
+    /// The stored version and definition of `key`, checked against `If-Match`.
+    async fn current(&self, key: &str, if_match: Option<i64>) -> Result<(i64, Map<String, Value>)> {
+        let current = self
+            .store
+            .flag(key)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("flag {key}")))?;
+        if let Some(expected) = if_match.filter(|v| *v != current.version) {
+            return Err(Error::PreconditionFailed(format!(
+                "flag {key} is at version {}, not {expected}",
+                current.version
+            )));
+        }
+        match current.spec {
+            Value::Object(map) => Ok((current.version, map)),
+            _ => Err(Error::internal(format!(
+                "stored flag {key} is not an object"
+            ))),
+        }
     }
 
     pub async fn delete(

@@ -2,9 +2,9 @@
 //! free ports. One test binary keeps link time down.
 
 mod cli;
+mod consistency;
 mod errors;
 mod flags;
-mod hangups;
 mod harness;
 mod iam;
 mod lifecycle;

@@ -1,9 +1,9 @@
-//! Regression tests for clients that hang up mid-request. hyper drops a
-//! handler's future when its client goes away; a change that was committed
-//! must still reach the live snapshot, or the store and what evaluation
-//! serves disagree until a restart.
+//! Store, snapshot and caches agree: after clients hang up mid-request and
+//! under concurrent writes.
 //!
-//! To make every hang-up land while the change is in flight, the test holds
+//! hyper drops a handler's future when its client goes away; a change that
+//! was committed must still reach the live snapshot, or the store and what
+//! evaluation serves disagree until a restart. To make every hang-up land while the change is in flight, the test holds
 //! SQLite's write lock from outside the server, sends the requests, waits
 //! until the server has started all of them, resets every connection, and
 //! only then lets the writes through.
@@ -180,4 +180,33 @@ async fn regression_flag_changes_from_clients_that_hang_up_reach_the_snapshot() 
             );
         }
     }
+}
+
+/// Concurrent read-modify-writes without `If-Match` must each apply once:
+/// none lost to a race, none refused because another came first.
+#[tokio::test]
+async fn concurrent_toggles_each_apply_exactly_once() {
+    let fb = Flagbase::start().await;
+    let admin = fb.setup_admin("root@example.com").await;
+    let r = fb.post("/api/v1/flags", flag("busy"), Some(&admin)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    let mut toggles = tokio::task::JoinSet::new();
+    for _ in 0..31 {
+        let request = fb
+            .http
+            .patch(fb.url("/api/v1/flags/busy/toggle"))
+            .bearer_auth(&admin);
+        toggles.spawn(async move { request.send().await.expect("toggle").status() });
+    }
+    while let Some(status) = toggles.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    let r = fb.get("/api/v1/flags/busy", Some(&admin)).await;
+    assert_eq!(r.body["version"], 32, "{}", r.body);
+    assert_eq!(r.body["enabled"], false, "31 flips of true");
+    assert_eq!(
+        served(&fb, &admin, "busy").await.as_deref(),
+        Some("DISABLED")
+    );
 }
