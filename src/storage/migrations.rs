@@ -49,6 +49,11 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX audit_log_target ON audit_log(target, id);
      CREATE INDEX audit_log_actor ON audit_log(actor, id);",
+    // 3: a random id per flag incarnation, so that a flag deleted and created
+    // again under the same key (its version restarting at 1) never shows an
+    // ETag of its predecessor. Existing rows each get their own.
+    "ALTER TABLE flags ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';
+     UPDATE flags SET incarnation = lower(hex(randomblob(8)));",
 ];
 
 /// The schema version this build writes.
