@@ -105,7 +105,10 @@ pub(super) fn condition(headers: &HeaderMap, name: HeaderName) -> Result<Option<
         let end = body.find('"').ok_or(())?;
         let opaque = &body[..end];
         // etagc: visible ASCII except the double quote (RFC 9110 §8.8.3).
-        if !opaque.bytes().all(|b| b == 0x21 || (0x23..=0x7e).contains(&b)) {
+        if !opaque
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b))
+        {
             return Err(());
         }
         tags.push(EntityTag {
@@ -217,10 +220,7 @@ pub async fn replace(
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
     let expected = expected_version(&state, &caller, &key, &headers).await?;
-    let record = state
-        .flags
-        .replace(&caller, &key, body, expected)
-        .await?;
+    let record = state.flags.replace(&caller, &key, body, expected).await?;
     Ok(flag_response(StatusCode::OK, &record))
 }
 
@@ -232,10 +232,7 @@ pub async fn patch(
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
     let expected = expected_version(&state, &caller, &key, &headers).await?;
-    let record = state
-        .flags
-        .patch(&caller, &key, body, expected)
-        .await?;
+    let record = state.flags.patch(&caller, &key, body, expected).await?;
     Ok(flag_response(StatusCode::OK, &record))
 }
 
@@ -246,10 +243,7 @@ pub async fn toggle(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let expected = expected_version(&state, &caller, &key, &headers).await?;
-    let record = state
-        .flags
-        .toggle(&caller, &key, expected)
-        .await?;
+    let record = state.flags.toggle(&caller, &key, expected).await?;
     Ok(flag_response(StatusCode::OK, &record))
 }
 
@@ -260,10 +254,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let expected = expected_version(&state, &caller, &key, &headers).await?;
-    state
-        .flags
-        .delete(&caller, &key, expected)
-        .await?;
+    state.flags.delete(&caller, &key, expected).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

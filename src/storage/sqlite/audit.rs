@@ -56,7 +56,9 @@ const MAX_LOGGED: usize = 1024;
 
 fn log_unreadable(id: &str, field: &str, why: &dyn std::fmt::Display) {
     let first = {
-        let mut logged = LOGGED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut logged = LOGGED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let logged = logged.get_or_insert_with(HashSet::new);
         if logged.contains(id) {
             false
@@ -81,7 +83,9 @@ fn json_field(r: &Row<'_>, i: usize) -> std::result::Result<Option<Value>, Strin
         ValueRef::Null => Ok(None),
         ValueRef::Text(bytes) => {
             let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
-            serde_json::from_str(text).map(Some).map_err(|e| e.to_string())
+            serde_json::from_str(text)
+                .map(Some)
+                .map_err(|e| e.to_string())
         }
         other => Err(format!("stored as {}, not text", other.data_type())),
     }
