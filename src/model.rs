@@ -97,8 +97,12 @@ pub struct NewApiToken {
 pub struct FlagRecord {
     pub key: String,
     pub spec: serde_json::Value,
-    /// Starts at 1; every change adds one. `If-Match` compares against it.
+    /// Starts at 1; every change adds one.
     pub version: i64,
+    /// Random, fixed when the flag is created: a flag deleted and created
+    /// again under the same key is another incarnation, so its ETag
+    /// (`"<incarnation>-<version>"`) never equals one of its predecessor's.
+    pub incarnation: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub updated_by: String,
@@ -117,6 +121,11 @@ pub struct AuditRecord {
     pub target: String,
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
+    /// Which of `before`/`after` are stored but cannot be read (e.g. JSON
+    /// nested deeper than the parser accepts); those show as `null`. Absent
+    /// from the JSON when empty, so one bad record never fails a page.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<&'static str>,
 }
 
 /// Newest first; `cursor` is the id of the last record of the previous page.

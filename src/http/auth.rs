@@ -1,6 +1,8 @@
-//! Credential extraction: `Authorization: Bearer <JWT or API token>` or
-//! `X-API-Key: <API token>`. Only routes that take a `Caller` look at these
-//! headers, so a bad header never breaks a public route.
+//! Credential extraction: `Authorization: Bearer <JWT or API token>` and/or
+//! `X-API-Key: <API token>`. Every credential a request carries must be
+//! valid; when both headers are sent they must name the same principal.
+//! Only routes that take a `Caller` look at these headers, so a bad header
+//! never breaks a public route.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -14,12 +16,33 @@ use crate::iam::Caller;
 /// Header values longer than this are not credentials we could have issued.
 const MAX_CREDENTIAL_BYTES: usize = 4096;
 
-fn presented(parts: &Parts) -> Result<Option<&str>, Error> {
-    let bad = |why: &str| Error::Unauthenticated(why.to_string());
-    if let Some(value) = parts.headers.get(AUTHORIZATION) {
-        let text = value
-            .to_str()
-            .map_err(|_| bad("malformed Authorization header"))?;
+fn bad(why: &str) -> Error {
+    Error::Unauthenticated(why.to_string())
+}
+
+/// The one value of header `name`; a header sent twice is refused rather
+/// than having one of its values looked at and the other ignored.
+fn single<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, Error> {
+    let mut values = parts.headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(bad(&format!("more than one {name} header")));
+    }
+    let text = value
+        .to_str()
+        .map_err(|_| bad(&format!("malformed {name} header")))?;
+    Ok(Some(text))
+}
+
+/// Every credential the request carries: the `Authorization` bearer and the
+/// `X-API-Key`, each checked for form. A header that is present but not a
+/// credential is an error, never skipped: a request carrying an invalid
+/// credential anywhere is refused.
+fn presented(parts: &Parts) -> Result<Vec<&str>, Error> {
+    let mut found = Vec::with_capacity(2);
+    if let Some(text) = single(parts, AUTHORIZATION.as_str())? {
         let (scheme, credential) = text
             .split_once(' ')
             .ok_or_else(|| bad("expected Authorization: Bearer <token>"))?;
@@ -30,28 +53,47 @@ fn presented(parts: &Parts) -> Result<Option<&str>, Error> {
         if credential.is_empty() || credential.len() > MAX_CREDENTIAL_BYTES {
             return Err(bad("invalid token"));
         }
-        return Ok(Some(credential));
+        found.push(credential);
     }
-    if let Some(value) = parts.headers.get("x-api-key") {
-        let text = value
-            .to_str()
-            .map_err(|_| bad("malformed X-API-Key header"))?;
-        if text.is_empty() || text.len() > MAX_CREDENTIAL_BYTES {
+    if let Some(text) = single(parts, "x-api-key")? {
+        let credential = text.trim();
+        if credential.is_empty() || credential.len() > MAX_CREDENTIAL_BYTES {
             return Err(bad("invalid API token"));
         }
-        return Ok(Some(text.trim()));
+        found.push(credential);
     }
-    Ok(None)
+    Ok(found)
+}
+
+/// Authenticates every presented credential. With both headers, both must
+/// be valid and name the same user with the same effective role; the
+/// caller is then the `Authorization` one. Anything else is ambiguous
+/// authority and refused.
+async fn authenticate(state: &AppState, credentials: &[&str]) -> Result<Caller, Error> {
+    let (first, rest) = credentials.split_first().ok_or_else(|| {
+        Error::Unauthenticated("missing credentials: send Authorization: Bearer <token>".into())
+    })?;
+    let caller = state.iam.authenticate(first).await?;
+    for other in rest {
+        if other == first {
+            continue;
+        }
+        let second = state.iam.authenticate(other).await?;
+        if second.user.id != caller.user.id || second.role != caller.role {
+            return Err(bad(
+                "Authorization and X-API-Key name different principals; send one credential",
+            ));
+        }
+    }
+    Ok(caller)
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let credential = presented(parts)?.ok_or_else(|| {
-            Error::Unauthenticated("missing credentials: send Authorization: Bearer <token>".into())
-        })?;
-        Ok(state.iam.authenticate(credential).await?)
+        let credentials = presented(parts)?;
+        Ok(authenticate(state, &credentials).await?)
     }
 }
 
@@ -63,10 +105,11 @@ impl FromRequestParts<AppState> for MaybeCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Ok(Some(credential)) = presented(parts) else {
-            return Ok(MaybeCaller(None));
+        let credentials = match presented(parts) {
+            Ok(found) if !found.is_empty() => found,
+            _ => return Ok(MaybeCaller(None)),
         };
-        match state.iam.authenticate(credential).await {
+        match authenticate(state, &credentials).await {
             Ok(caller) => Ok(MaybeCaller(Some(caller))),
             Err(Error::Unauthenticated(_)) => Ok(MaybeCaller(None)),
             Err(other) => Err(other.into()),

@@ -1,10 +1,11 @@
 //! The flags API (`/api/v1/flags`, `/api/v1/evaluate`): CRUD with versions
-//! and `If-Match`, and evaluation for the calling principal.
+//! and `If-Match`, and evaluation for the calling principal. Also the entity
+//! tag parsing (RFC 9110) that OFREP's `If-None-Match` shares.
 
 use std::collections::HashMap;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use flagbase_engine::{Context, ErrorCode, Evaluation};
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,7 @@ use super::error::{ApiError, Json, Query};
 use super::AppState;
 use crate::error::Error;
 use crate::iam::Caller;
-use crate::model::FlagRecord;
+use crate::model::{FlagRecord, Role};
 
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
@@ -31,27 +32,135 @@ fn flag_json(record: &FlagRecord) -> Value {
     body
 }
 
+/// A flag's current entity tag without its quotes: the incarnation (new for
+/// every create, so a re-created flag never matches its predecessor's tags)
+/// and the version.
+fn opaque_tag(record: &FlagRecord) -> String {
+    format!("{}-{}", record.incarnation, record.version)
+}
+
 fn flag_response(status: StatusCode, record: &FlagRecord) -> Response {
     let mut response = (status, axum::Json(flag_json(record))).into_response();
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", record.version)) {
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", opaque_tag(record))) {
         response.headers_mut().insert(header::ETAG, etag);
     }
     response
 }
 
-/// `If-Match: 3`, `"3"` or `W/"3"` → `Some(3)`; absent or `*` → `None`.
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or_default().trim();
-    if text == "*" {
+/// One entity tag of a conditional header: `"x"` or `W/"x"`.
+pub(super) struct EntityTag {
+    weak: bool,
+    /// Between the quotes.
+    opaque: String,
+}
+
+impl EntityTag {
+    /// RFC 9110 strong comparison (If-Match): both strong, same characters.
+    pub(super) fn strong_match(&self, opaque: &str) -> bool {
+        !self.weak && self.opaque == opaque
+    }
+
+    /// RFC 9110 weak comparison (If-None-Match): the weakness is ignored.
+    pub(super) fn weak_match(&self, opaque: &str) -> bool {
+        self.opaque == opaque
+    }
+}
+
+/// A parsed `If-Match` or `If-None-Match`: `*` or a list of entity tags.
+pub(super) enum Condition {
+    Any,
+    Tags(Vec<EntityTag>),
+}
+
+/// Parses every line of header `name` as `"*" / #entity-tag` (RFC 9110
+/// §13.1.1). `Ok(None)` when the header is absent, `Err(())` when it is not
+/// of that form (a bare `3` included: it is not an entity tag).
+pub(super) fn condition(headers: &HeaderMap, name: HeaderName) -> Result<Option<Condition>, ()> {
+    let mut lines = headers.get_all(name).iter().peekable();
+    if lines.peek().is_none() {
         return Ok(None);
     }
-    let bare = text.trim_start_matches("W/").trim_matches('"');
-    bare.parse::<i64>().map(Some).map_err(|_| {
-        Error::invalid("If-Match", "expected the flag's version number, e.g. \"3\"").into()
-    })
+    let mut text = String::new();
+    for line in lines {
+        if !text.is_empty() {
+            text.push(',');
+        }
+        text.push_str(line.to_str().map_err(|_| ())?);
+    }
+    if text.trim() == "*" {
+        return Ok(Some(Condition::Any));
+    }
+    let mut tags = Vec::new();
+    let mut rest = text.as_str();
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            return Ok(Some(Condition::Tags(tags)));
+        }
+        let (weak, quoted) = match rest.strip_prefix("W/") {
+            Some(after) => (true, after),
+            None => (false, rest),
+        };
+        let body = quoted.strip_prefix('"').ok_or(())?;
+        let end = body.find('"').ok_or(())?;
+        let opaque = &body[..end];
+        // etagc: visible ASCII except the double quote (RFC 9110 §8.8.3).
+        if !opaque
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b))
+        {
+            return Err(());
+        }
+        tags.push(EntityTag {
+            weak,
+            opaque: opaque.to_string(),
+        });
+        rest = body[end + 1..].trim_start_matches([' ', '\t']);
+        if !(rest.is_empty() || rest.starts_with(',')) {
+            return Err(());
+        }
+    }
+}
+
+/// Resolves `If-Match` against the flag as stored now, into the version the
+/// change must find (the form `Flags` takes): `None` when the header is
+/// absent or `*` (any current flag will do; a missing one is a 404), the
+/// current version when one of the listed tags matches it strongly, and
+/// 412 when none does: a weak tag, a tag of another version or of an
+/// earlier incarnation of the key.
+///
+/// The read happens before the change's own read under the writer lock, so
+/// a delete and re-create in between, reaching the same version, would go
+/// unnoticed; closing that needs `Flags` to compare the incarnation too.
+async fn expected_version(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    headers: &HeaderMap,
+) -> Result<Option<i64>, ApiError> {
+    let tags = match condition(headers, header::IF_MATCH) {
+        Ok(None) | Ok(Some(Condition::Any)) => return Ok(None),
+        Ok(Some(Condition::Tags(tags))) => tags,
+        Err(()) => {
+            return Err(Error::invalid(
+                "If-Match",
+                "expected \"*\" or the flag's ETag(s) as sent, e.g. \"3f2a9c0d1e4b5a6c-2\"",
+            )
+            .into())
+        }
+    };
+    // The role comes first: without it the answer is 403, whatever the tags.
+    caller.require(Role::Developer)?;
+    let current = state.flags.get(caller, key).await?;
+    let opaque = opaque_tag(&current);
+    if tags.iter().any(|t| t.strong_match(&opaque)) {
+        Ok(Some(current.version))
+    } else {
+        Err(Error::PreconditionFailed(format!(
+            "If-Match: no tag matches the current ETag of flag {key}"
+        ))
+        .into())
+    }
 }
 
 /// Parses `?limit=`; absent gives the default.
@@ -110,10 +219,8 @@ pub async fn replace(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    let record = state
-        .flags
-        .replace(&caller, &key, body, if_match(&headers)?)
-        .await?;
+    let expected = expected_version(&state, &caller, &key, &headers).await?;
+    let record = state.flags.replace(&caller, &key, body, expected).await?;
     Ok(flag_response(StatusCode::OK, &record))
 }
 
@@ -124,10 +231,8 @@ pub async fn patch(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    let record = state
-        .flags
-        .patch(&caller, &key, body, if_match(&headers)?)
-        .await?;
+    let expected = expected_version(&state, &caller, &key, &headers).await?;
+    let record = state.flags.patch(&caller, &key, body, expected).await?;
     Ok(flag_response(StatusCode::OK, &record))
 }
 
@@ -137,10 +242,8 @@ pub async fn toggle(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let record = state
-        .flags
-        .toggle(&caller, &key, if_match(&headers)?)
-        .await?;
+    let expected = expected_version(&state, &caller, &key, &headers).await?;
+    let record = state.flags.toggle(&caller, &key, expected).await?;
     Ok(flag_response(StatusCode::OK, &record))
 }
 
@@ -150,10 +253,8 @@ pub async fn delete(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .flags
-        .delete(&caller, &key, if_match(&headers)?)
-        .await?;
+    let expected = expected_version(&state, &caller, &key, &headers).await?;
+    state.flags.delete(&caller, &key, expected).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

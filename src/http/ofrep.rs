@@ -1,66 +1,137 @@
-//! The OpenFeature Remote Evaluation Protocol (OFREP v1): single and bulk
-//! evaluation for a context the caller supplies (the application's end
-//! user), with the protocol's own error bodies and ETag caching for bulk.
+//! The OpenFeature Remote Evaluation Protocol (OFREP v1, OpenAPI schema
+//! 0.3.0): single and bulk evaluation for a context the caller supplies (the
+//! application's end user), with the protocol's own error bodies and ETag
+//! caching for bulk. Engine results are translated here into exactly what
+//! the schema allows: its five reasons, a string variant for every value and
+//! its error-code enums.
+
+use std::borrow::Cow;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use flagbase_engine::{Context, ErrorCode, Evaluation};
+use flagbase_engine::{Context, ErrorCode, Evaluation, Reason, Snapshot};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::{payload_too_large, ApiError};
+use super::flag_routes::{condition, Condition};
 use super::AppState;
+use crate::error::Error;
 use crate::iam::Caller;
 
-/// An OFREP error: `{key?, errorCode, errorDetails}` with a status.
-fn failure(
-    status: StatusCode,
-    key: Option<&str>,
-    code: ErrorCode,
-    details: impl Into<String>,
-) -> Response {
-    let mut body = json!({ "errorCode": code.as_str(), "errorDetails": details.into() });
+/// The schema's reason enum is `STATIC`, `TARGETING_MATCH`, `SPLIT`,
+/// `DISABLED`, `UNKNOWN`. The engine's `DEFAULT` (the flag has targeting,
+/// none of it applied, so the flag's default was served) has no equal
+/// there: `STATIC` would claim that no dynamic evaluation happened, which is
+/// false (another context can get another value) and invites a client to
+/// cache the value for every context; `UNKNOWN` is the one member that
+/// claims nothing false. `ERROR` never reaches a success body.
+fn reason(r: Reason) -> &'static str {
+    match r {
+        Reason::Static => "STATIC",
+        Reason::TargetingMatch => "TARGETING_MATCH",
+        Reason::Split => "SPLIT",
+        Reason::Disabled => "DISABLED",
+        Reason::Default | Reason::Error => "UNKNOWN",
+    }
+}
+
+/// The variant, always a string (the schema types it so, and the official
+/// Python provider reads it unconditionally): the named variant that served
+/// the value; else the first named variant of the flag with an equal value
+/// (a disabled or defaulted flag serving a variant's value is serving that
+/// variant); else the value as compact JSON text, so a boolean flag without
+/// variants answers `"true"`/`"false"`, a number `"10"`, a string
+/// `"\"hello\""`. Equal values of one flag thus always get equal variants.
+fn variant<'a>(snapshot: &'a Snapshot, key: &str, e: &Evaluation<'a>) -> Cow<'a, str> {
+    if let Some(name) = e.variant {
+        return Cow::Borrowed(name);
+    }
+    let named = snapshot.get(key).and_then(|flag| {
+        flag.spec()
+            .variants
+            .iter()
+            .find(|v| &v.value == e.value)
+            .map(|v| v.key.as_str())
+    });
+    match named {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(e.value.to_string()),
+    }
+}
+
+/// `evaluationFailure.errorCode` is `PARSE_ERROR`, `TARGETING_KEY_MISSING`,
+/// `INVALID_CONTEXT` or `GENERAL`; any other engine code (a type mismatch)
+/// is `GENERAL`. `FLAG_NOT_FOUND` has its own 404 body (`flagNotFound`).
+fn failure_code(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::ParseError
+        | ErrorCode::TargetingKeyMissing
+        | ErrorCode::InvalidContext
+        | ErrorCode::General => code.as_str(),
+        ErrorCode::FlagNotFound | ErrorCode::TypeMismatch => ErrorCode::General.as_str(),
+    }
+}
+
+/// An OFREP error body `{key?, errorCode, errorDetails}` with a status: the
+/// single endpoint's `evaluationFailure` (400) and `flagNotFound` (404) have
+/// the key, the bulk endpoint's `bulkEvaluationFailure` (400) has none.
+fn failure(status: StatusCode, key: Option<&str>, code: &str, details: String) -> Response {
+    let mut body = json!({ "errorCode": code, "errorDetails": details });
     if let Some(key) = key {
         body["key"] = key.into();
     }
     (status, axum::Json(body)).into_response()
 }
 
-/// The request body's context, or the OFREP error to answer with (boxed:
-/// the error path is rare and a `Response` is large).
-fn context(
+/// The body, or the response for one that could not be read (boxed: the
+/// error path is rare and a `Response` is large).
+fn body_bytes(
     body: Result<Bytes, BytesRejection>,
     key: Option<&str>,
-) -> Result<Context, Box<Response>> {
-    let reject = |status, code, details: String| Box::new(failure(status, key, code, details));
-    let bytes = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Box::new(payload_too_large().into_response())
+) -> Result<Bytes, Box<Response>> {
+    body.map_err(|r| {
+        Box::new(if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            payload_too_large().into_response()
         } else {
-            reject(
+            failure(
                 StatusCode::BAD_REQUEST,
-                ErrorCode::ParseError,
+                key,
+                ErrorCode::ParseError.as_str(),
                 r.body_text(),
             )
-        }
-    })?;
+        })
+    })
+}
+
+/// The request's context, or the OFREP 400 to answer with. Lenient where
+/// the schema is strict and the official providers are not: an empty body,
+/// `{}` and a context without `targetingKey` are evaluated as an empty
+/// context (both providers send `{}` when the application set none).
+fn context(bytes: &[u8], key: Option<&str>) -> Result<Context, Box<Response>> {
+    let reject = |code: ErrorCode, details: String| {
+        Box::new(failure(
+            StatusCode::BAD_REQUEST,
+            key,
+            code.as_str(),
+            details,
+        ))
+    };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Context::new());
     }
-    let request: Value = serde_json::from_slice(&bytes).map_err(|e| {
+    let request: Value = serde_json::from_slice(bytes).map_err(|e| {
         reject(
-            StatusCode::BAD_REQUEST,
             ErrorCode::ParseError,
             format!("request body is not valid JSON: {e}"),
         )
     })?;
     let Value::Object(mut request) = request else {
         return Err(reject(
-            StatusCode::BAD_REQUEST,
             ErrorCode::ParseError,
             "request body must be a JSON object".into(),
         ));
@@ -69,7 +140,6 @@ fn context(
     if let Some(key) = context.as_ref().and_then(|c| c.get("targetingKey")) {
         if !key.is_string() && !key.is_null() {
             return Err(reject(
-                StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidContext,
                 "context.targetingKey must be a string".into(),
             ));
@@ -79,7 +149,6 @@ fn context(
         None | Some(Value::Null) => Ok(Context::new()),
         Some(ctx) => Context::from_json(ctx).ok_or_else(|| {
             reject(
-                StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidContext,
                 "context must be a JSON object".into(),
             )
@@ -92,12 +161,11 @@ struct Success<'a> {
     key: &'a str,
     value: &'a Value,
     reason: &'static str,
-    /// Always present (`null` when the value came from no named variant):
-    /// the official Python provider reads it unconditionally.
-    variant: Option<&'a str>,
+    variant: Cow<'a, str>,
     metadata: Metadata,
 }
 
+/// Flag metadata: none is kept yet, and the schema allows an empty object.
 #[derive(Serialize)]
 struct Metadata {}
 
@@ -120,11 +188,11 @@ enum Item<'a> {
     },
 }
 
-fn item<'a>(key: &'a str, e: &Evaluation<'a>) -> Item<'a> {
+fn item<'a>(snapshot: &'a Snapshot, key: &'a str, e: &Evaluation<'a>) -> Item<'a> {
     match e.error_code {
         Some(code) => Item::Failure {
             key,
-            error_code: code.as_str(),
+            error_code: failure_code(code),
             error_details: match code {
                 ErrorCode::FlagNotFound => format!("flag {key} not found"),
                 _ => format!("cannot evaluate flag {key}"),
@@ -133,8 +201,8 @@ fn item<'a>(key: &'a str, e: &Evaluation<'a>) -> Item<'a> {
         None => Item::Success(Success {
             key,
             value: e.value,
-            reason: e.reason.as_str(),
-            variant: e.variant,
+            reason: reason(e.reason),
+            variant: variant(snapshot, key, e),
             metadata: Metadata {},
         }),
     }
@@ -146,76 +214,90 @@ pub async fn evaluate_flag(
     Path(key): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let ctx = match context(body, Some(&key)) {
+    let ctx = match body_bytes(body, Some(&key)).and_then(|b| context(&b, Some(&key))) {
         Ok(ctx) => ctx,
         Err(response) => return *response,
     };
     let live = state.flags.live();
     let eval = live.snapshot.evaluate(&key, &ctx);
-    match item(&key, &eval) {
-        Item::Failure { error_details, .. } if eval.error_code == Some(ErrorCode::FlagNotFound) => {
-            failure(
-                StatusCode::NOT_FOUND,
-                Some(&key),
-                ErrorCode::FlagNotFound,
-                error_details,
-            )
-        }
+    match item(&live.snapshot, &key, &eval) {
         Item::Failure {
-            error_code: _,
+            error_code,
             error_details,
             ..
-        } => failure(
-            StatusCode::BAD_REQUEST,
-            Some(&key),
-            eval.error_code.unwrap_or(ErrorCode::General),
-            error_details,
-        ),
+        } => {
+            if eval.error_code == Some(ErrorCode::FlagNotFound) {
+                failure(
+                    StatusCode::NOT_FOUND,
+                    Some(&key),
+                    ErrorCode::FlagNotFound.as_str(),
+                    error_details,
+                )
+            } else {
+                failure(
+                    StatusCode::BAD_REQUEST,
+                    Some(&key),
+                    error_code,
+                    error_details,
+                )
+            }
+        }
         ok => axum::Json(ok).into_response(),
     }
 }
 
 /// Bulk evaluation. The ETag names the snapshot and the request body, so an
 /// unchanged context against unchanged flags answers 304 without evaluating.
+/// The request is validated first: a body that is not a valid request gets
+/// its 400 whatever `If-None-Match` says.
 pub async fn evaluate_all(
     State(state): State<AppState>,
     _caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let live = state.flags.live();
-    let digest = Sha256::digest(body.as_deref().unwrap_or_default());
-    let body_hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    let etag = format!("\"{}-{body_hash}\"", live.tag);
-    if let Some(sent) = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
-        if sent.split(',').any(|t| {
-            let t = t.trim();
-            t == "*" || t.trim_start_matches("W/") == etag
-        }) {
-            let mut response = StatusCode::NOT_MODIFIED.into_response();
-            response.headers_mut().insert(
-                header::ETAG,
-                HeaderValue::from_str(&etag).map_err(crate::error::Error::internal)?,
-            );
-            return Ok(response);
-        }
-    }
-    let ctx = match context(body, None) {
+    let bytes = match body_bytes(body, None) {
+        Ok(bytes) => bytes,
+        Err(response) => return Ok(*response),
+    };
+    let ctx = match context(&bytes, None) {
         Ok(ctx) => ctx,
         Err(response) => return Ok(*response),
     };
+    let live = state.flags.live();
+    let digest = Sha256::digest(&bytes);
+    let body_hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let opaque = format!("{}-{body_hash}", live.tag);
+    let etag = HeaderValue::from_str(&format!("\"{opaque}\"")).map_err(Error::internal)?;
+    match condition(&headers, header::IF_NONE_MATCH) {
+        // OFREP's one deviation from RFC 9110: a POST whose tag matches
+        // answers 304, as a GET would (If-None-Match compares weakly).
+        Ok(Some(Condition::Tags(tags))) if tags.iter().any(|t| t.weak_match(&opaque)) => {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            response.headers_mut().insert(header::ETAG, etag);
+            return Ok(response);
+        }
+        // `*` is no tag of a previous answer, so OFREP's 304 rule does not
+        // cover it and RFC 9110 §13.1.2 applies: the resource has a current
+        // representation, so the condition is false, and for a method other
+        // than GET or HEAD that is 412.
+        Ok(Some(Condition::Any)) => {
+            return Err(Error::PreconditionFailed(
+                "If-None-Match: * never holds here: the flags always have a current evaluation"
+                    .into(),
+            )
+            .into())
+        }
+        // No header, no matching tag, or a malformed field, which cannot
+        // name a cached answer: evaluate.
+        Ok(_) | Err(()) => {}
+    }
     let flags: Vec<Item> = live
         .snapshot
         .evaluate_all(&ctx)
-        .map(|(k, e)| item(k, &e))
+        .map(|(k, e)| item(&live.snapshot, k, &e))
         .collect();
     let mut response = axum::Json(Bulk { flags }).into_response();
-    response.headers_mut().insert(
-        header::ETAG,
-        HeaderValue::from_str(&etag).map_err(crate::error::Error::internal)?,
-    );
+    response.headers_mut().insert(header::ETAG, etag);
     Ok(response)
 }

@@ -49,6 +49,11 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX audit_log_target ON audit_log(target, id);
      CREATE INDEX audit_log_actor ON audit_log(actor, id);",
+    // 3: a random id per flag incarnation, so that a flag deleted and created
+    // again under the same key (its version restarting at 1) never shows an
+    // ETag of its predecessor. Existing rows each get their own.
+    "ALTER TABLE flags ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';
+     UPDATE flags SET incarnation = lower(hex(randomblob(8)));",
 ];
 
 /// The schema version this build writes.
@@ -75,4 +80,39 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
     }
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Flags stored before migration 3 each get their own incarnation, so
+    /// their ETags (`"<incarnation>-<version>"`) are unique from the start.
+    #[test]
+    fn migration_3_backfills_a_distinct_incarnation_per_flag() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        for key in ["a", "b"] {
+            conn.execute(
+                "INSERT INTO flags (key, spec, version, created_at, updated_at, updated_by)
+                 VALUES (?1, '{}', 1, 't', 't', 'u')",
+                [key],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let ids: Vec<String> = conn
+            .prepare("SELECT incarnation FROM flags ORDER BY key")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(ids.len(), 2);
+        assert!(ids.iter().all(|id| id.len() == 16), "{ids:?}");
+        assert_ne!(ids[0], ids[1]);
+    }
 }

@@ -41,6 +41,21 @@ async fn world() -> World {
     }
 }
 
+/// The flag's ETag: `"<incarnation>-<version>"`, strong, for `version`.
+fn assert_etag_version(r: &Resp, version: i64) -> String {
+    let etag = r.header("etag").expect("ETag").to_string();
+    let opaque = etag
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("a strong entity tag, got {etag}"));
+    let (incarnation, v) = opaque
+        .rsplit_once('-')
+        .unwrap_or_else(|| panic!("\"<incarnation>-<version>\", got {etag}"));
+    assert!(!incarnation.is_empty(), "{etag}");
+    assert_eq!(v.parse::<i64>().ok(), Some(version), "{etag}");
+    etag
+}
+
 async fn create(w: &World, body: &str) -> Resp {
     let v: Value = serde_json::from_str(body).unwrap();
     w.fb.post("/api/v1/flags", v, Some(&w.dev)).await
@@ -56,7 +71,7 @@ async fn both_documented_shapes_create_working_flags() {
         (Some("new-checkout-ui"), Some(1))
     );
     assert_eq!(r.body["updated_by"].as_str(), Some(w.dev_id.as_str()));
-    assert_eq!(r.header("etag"), Some("\"1\""));
+    assert_etag_version(&r, 1);
     assert!(r.body["created_at"].is_string() && r.body["updated_at"].is_string());
     let r = create(&w, CHECKOUT_FLOW).await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -273,15 +288,16 @@ async fn listing_is_ordered_by_key_and_paginated() {
 #[tokio::test]
 async fn updates_are_versioned_and_if_match_guards_them() {
     let w = world().await;
-    create(&w, CHECKOUT_UI).await;
+    let created = create(&w, CHECKOUT_UI).await;
+    let v1 = assert_etag_version(&created, 1);
     let fb = &w.fb;
-    let put = |body: Value, version: Option<&'static str>| {
+    let put = |body: Value, if_match: Option<String>| {
         let mut req = fb
             .http
             .put(fb.url("/api/v1/flags/new-checkout-ui"))
             .bearer_auth(&w.dev)
             .json(&body);
-        if let Some(v) = version {
+        if let Some(v) = if_match {
             req = req.header("if-match", v);
         }
         fb.send(req)
@@ -289,7 +305,7 @@ async fn updates_are_versioned_and_if_match_guards_them() {
     // PUT replaces everything: the rules are gone.
     let r = put(
         json!({"key": "new-checkout-ui", "enabled": true, "default_value": true}),
-        Some("\"1\""),
+        Some(v1.clone()),
     )
     .await;
     assert_eq!(
@@ -299,25 +315,31 @@ async fn updates_are_versioned_and_if_match_guards_them() {
         r.body
     );
     assert!(r.body.get("rules").is_none(), "{}", r.body);
+    let v2 = assert_etag_version(&r, 2);
     assert_eq!(
-        put(json!({"enabled": false}), Some("1")).await.error(412),
+        put(json!({"enabled": false}), Some(v1.clone()))
+            .await
+            .error(412),
         "precondition_failed"
     );
     assert_eq!(
         put(json!({"key": "renamed"}), None).await.error(400),
         "invalid"
     );
-    assert_eq!(
-        put(json!({"enabled": true}), Some("one")).await.error(400),
-        "invalid"
-    );
+    // A bare version is not an entity tag.
+    for malformed in ["2", "one", "\"unterminated"] {
+        assert_eq!(
+            put(json!({"enabled": true}), Some(malformed.into()))
+                .await
+                .error(400),
+            "invalid",
+            "{malformed}"
+        );
+    }
     // A GET result can be sent straight back.
     let current = fb.get("/api/v1/flags/new-checkout-ui", Some(&w.dev)).await;
-    assert_eq!(current.header("etag"), Some("\"2\""));
-    assert_eq!(
-        put(current.body.clone(), Some("2")).await.body["version"],
-        3
-    );
+    assert_eq!(current.header("etag"), Some(v2.as_str()));
+    assert_eq!(put(current.body.clone(), Some(v2)).await.body["version"], 3);
 
     let patch = fb
         .send(
@@ -366,7 +388,7 @@ async fn updates_are_versioned_and_if_match_guards_them() {
             fb.http
                 .delete(fb.url("/api/v1/flags/new-checkout-ui"))
                 .bearer_auth(&w.dev)
-                .header("if-match", "4"),
+                .header("if-match", v1),
         )
         .await;
     assert_eq!(stale_delete.error(412), "precondition_failed");
@@ -520,4 +542,147 @@ async fn flags_survive_a_restart() {
         (r.body["value"].clone(), r.body["reason"].as_str()),
         (json!(true), Some("TARGETING_MATCH"))
     );
+}
+
+/// Versions restart at 1 when a flag is deleted and created again, and the
+/// ETag used to be the version alone: an `If-Match` taken from the deleted
+/// flag matched its successor. ETags now carry the flag's incarnation,
+/// compare strongly (a `W/` tag never matches) and may be listed.
+#[tokio::test]
+async fn regression_if_match_from_a_deleted_flag_fails_on_the_recreated_one() {
+    let w = world().await;
+    let fb = &w.fb;
+    let path = "/api/v1/flags/new-checkout-ui";
+    let old = assert_etag_version(&create(&w, CHECKOUT_UI).await, 1);
+    assert_eq!(fb.delete(path, Some(&w.dev)).await.status, 204);
+    let new = assert_etag_version(&create(&w, CHECKOUT_UI).await, 1);
+    assert_ne!(old, new, "a re-created flag must not repeat an ETag");
+
+    let send = |method: reqwest::Method, suffix: &str, token: &str, if_match: &str| {
+        let mut req = fb
+            .http
+            .request(method.clone(), fb.url(&format!("{path}{suffix}")))
+            .bearer_auth(token)
+            .header("if-match", if_match);
+        if method == reqwest::Method::PUT || method == reqwest::Method::PATCH && suffix.is_empty() {
+            req = req.json(&json!({"description": "changed"}));
+        }
+        fb.send(req)
+    };
+    let weak = format!("W/{new}");
+    for if_match in [old.as_str(), weak.as_str(), "\"other\", W/\"x\""] {
+        for (method, suffix) in [
+            (reqwest::Method::PUT, ""),
+            (reqwest::Method::PATCH, ""),
+            (reqwest::Method::PATCH, "/toggle"),
+            (reqwest::Method::DELETE, ""),
+        ] {
+            let r = send(method.clone(), suffix, &w.dev, if_match).await;
+            assert_eq!(
+                r.error(412),
+                "precondition_failed",
+                "{method} {suffix} If-Match: {if_match}"
+            );
+        }
+    }
+    // Nothing changed, and the role is checked before the precondition.
+    let current = fb.get(path, Some(&w.dev)).await;
+    assert_eq!(current.body["version"], 1, "{}", current.body);
+    assert_eq!(
+        send(reqwest::Method::PATCH, "/toggle", &w.user, &old)
+            .await
+            .error(403),
+        "forbidden"
+    );
+
+    // A list with one current tag matches; so does `*`.
+    let listed = format!("{old}, W/{new}, {new}");
+    let r = send(reqwest::Method::PATCH, "", &w.dev, &listed).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v2 = assert_etag_version(&r, 2);
+    let r = send(reqwest::Method::PATCH, "/toggle", &w.dev, "*").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_etag_version(&r, 3);
+    // Two header lines form one list too.
+    let r = fb
+        .send(
+            fb.http
+                .delete(fb.url(path))
+                .bearer_auth(&w.dev)
+                .header("if-match", v2)
+                .header("if-match", r.header("etag").unwrap()),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+}
+
+/// A record whose stored JSON the reader cannot parse (here nested 200
+/// deep, past serde_json's limit of 128) used to fail `GET /api/v1/audit`,
+/// `?actor=` and the flag's history with a 500 for good. It is now served
+/// with that field `null` and named in `unreadable`, and logged once.
+#[tokio::test]
+async fn regression_an_unreadable_audit_record_does_not_fail_its_page() {
+    let w = world().await;
+    let fb = &w.fb;
+    assert_eq!(create(&w, CHECKOUT_UI).await.status, 201);
+
+    // Written straight into the running server's database (WAL lets a
+    // second connection write beside it).
+    let poisoned_id = uuid::Uuid::now_v7().to_string();
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    {
+        let conn = rusqlite::Connection::open(fb.dir().join("flagbase.db")).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO audit_log (id, at, actor, action, target, before, after)
+             VALUES (?1, '2026-11-22T05:00:00.000Z', ?2, 'flag.update', 'flag:new-checkout-ui', ?3, ?4)",
+            rusqlite::params![poisoned_id, w.dev_id, deep, r#"{"version":2}"#],
+        )
+        .unwrap();
+    }
+
+    let pages = [
+        ("/api/v1/audit".to_string(), &w.admin),
+        (format!("/api/v1/audit?actor={}", w.dev_id), &w.admin),
+        ("/api/v1/flags/new-checkout-ui/history".to_string(), &w.dev),
+    ];
+    for (path, token) in &pages {
+        let r = fb.get(path, Some(token)).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        let records = r.body["records"].as_array().expect("records");
+        let poisoned = records
+            .iter()
+            .find(|rec| rec["id"] == json!(poisoned_id))
+            .unwrap_or_else(|| panic!("{path}: the record is listed: {}", r.body));
+        assert_eq!(poisoned["before"], Value::Null, "{poisoned}");
+        assert_eq!(poisoned["unreadable"], json!(["before"]), "{poisoned}");
+        assert_eq!(poisoned["after"], json!({"version": 2}), "{poisoned}");
+        // The readable records around it are whole and unmarked.
+        let created = records
+            .iter()
+            .find(|rec| rec["action"] == "flag.create")
+            .unwrap_or_else(|| panic!("{path}: {}", r.body));
+        assert!(created.get("unreadable").is_none(), "{created}");
+        assert_eq!(created["after"]["version"], 1, "{created}");
+    }
+
+    // Logged once for the three reads: a request after them, whose log line
+    // is awaited, proves every earlier line has arrived.
+    let marker = format!("audit-marker-{}", uuid::Uuid::new_v4().simple());
+    fb.send(
+        fb.http
+            .get(fb.url("/health"))
+            .header("x-request-id", &marker),
+    )
+    .await;
+    fb.stderr
+        .wait_for("the marker request's log line", |l| l.contains(&marker));
+    let warnings = fb
+        .stderr
+        .all()
+        .iter()
+        .filter(|l| l.contains("audit record is unreadable") && l.contains(&poisoned_id))
+        .count();
+    assert_eq!(warnings, 1, "{:#?}", fb.stderr.all());
 }

@@ -1,8 +1,15 @@
 //! The audit log table: written inside the transaction of each change, read
-//! newest first with keyset pagination on the time-ordered id.
+//! newest first with keyset pagination on the time-ordered id. Reading is
+//! tolerant: a record whose stored JSON cannot be parsed is served with that
+//! field as `null` and named in `unreadable`, never failing its page.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, Row};
 use serde::Serialize;
+use serde_json::Value;
 
 use super::{db_err, now, parse_ts, ts};
 use crate::error::{Error, Result};
@@ -41,28 +48,73 @@ pub fn write<B: Serialize, A: Serialize>(
 /// `None` for an absent side of a change, typed so `write` can infer `T`.
 pub const NOTHING: Option<&()> = None;
 
-fn row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
-    let json = |i: usize| -> rusqlite::Result<Option<serde_json::Value>> {
-        r.get::<_, Option<String>>(i)?
-            .map(|t| {
-                serde_json::from_str(&t).map_err(|e| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        i,
-                        rusqlite::types::Type::Text,
-                        Box::new(e),
-                    )
-                })
-            })
-            .transpose()
+/// Ids of unreadable records already logged, so a page read again and again
+/// does not repeat the warning; bounded, and once full every further
+/// sighting is logged again rather than silently dropped.
+static LOGGED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+const MAX_LOGGED: usize = 1024;
+
+fn log_unreadable(id: &str, field: &str, why: &dyn std::fmt::Display) {
+    let first = {
+        let mut logged = LOGGED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let logged = logged.get_or_insert_with(HashSet::new);
+        if logged.contains(id) {
+            false
+        } else {
+            if logged.len() < MAX_LOGGED {
+                logged.insert(id.to_string());
+            }
+            true
+        }
     };
+    if first {
+        // The content itself is not logged: it may be huge, and it is what
+        // failed to parse.
+        tracing::warn!(audit_id = %id, field, error = %why, "audit record is unreadable; served with the field as null");
+    }
+}
+
+/// One stored side of a change: `Ok(None)` for SQL NULL, `Err` when the
+/// stored text is not readable JSON (or not text at all).
+fn json_field(r: &Row<'_>, i: usize) -> std::result::Result<Option<Value>, String> {
+    match r.get_ref(i).map_err(|e| e.to_string())? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Text(bytes) => {
+            let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+            serde_json::from_str(text)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+        other => Err(format!("stored as {}, not text", other.data_type())),
+    }
+}
+
+/// Maps a row; a `before`/`after` that cannot be read becomes `null` and
+/// is named in `unreadable`, so one bad record never fails a whole page.
+fn row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
+    let id: String = r.get(0)?;
+    let mut unreadable = Vec::new();
+    let mut side = |i: usize, name: &'static str| match json_field(r, i) {
+        Ok(value) => value,
+        Err(why) => {
+            log_unreadable(&id, name, &why);
+            unreadable.push(name);
+            None
+        }
+    };
+    let before = side(5, "before");
+    let after = side(6, "after");
     Ok(AuditRecord {
-        id: r.get(0)?,
         at: parse_ts(&r.get::<_, String>(1)?)?,
         actor: r.get(2)?,
         action: r.get(3)?,
         target: r.get(4)?,
-        before: json(5)?,
-        after: json(6)?,
+        before,
+        after,
+        unreadable,
+        id,
     })
 }
 

@@ -1,6 +1,9 @@
-//! The flags table: one row per flag, the spec as JSON text, and an
-//! optimistic-concurrency version; every change is audited in its transaction.
+//! The flags table: one row per flag, the spec as JSON text, an
+//! optimistic-concurrency version and the incarnation id that keeps ETags
+//! unique across delete and re-create; every change is audited in its
+//! transaction.
 
+use rand::RngCore;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde_json::{json, Value};
 
@@ -8,7 +11,7 @@ use super::{audit, db_err, now, parse_ts, ts};
 use crate::error::{Error, Result};
 use crate::model::FlagRecord;
 
-const COLUMNS: &str = "key, spec, version, created_at, updated_at, updated_by";
+const COLUMNS: &str = "key, spec, version, created_at, updated_at, updated_by, incarnation";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<FlagRecord> {
     let spec: String = r.get(1)?;
@@ -21,12 +24,20 @@ fn row(r: &Row<'_>) -> rusqlite::Result<FlagRecord> {
         created_at: parse_ts(&r.get::<_, String>(3)?)?,
         updated_at: parse_ts(&r.get::<_, String>(4)?)?,
         updated_by: r.get(5)?,
+        incarnation: r.get(6)?,
     })
 }
 
-/// What the audit log shows of a flag: its spec plus its version.
+/// 64 random bits in hex: a new flag's incarnation.
+fn new_incarnation() -> String {
+    let mut id = [0u8; 8];
+    rand::rng().fill_bytes(&mut id);
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the audit log shows of a flag: its spec, version and incarnation.
 fn audited(flag: &FlagRecord) -> Value {
-    json!({ "spec": flag.spec, "version": flag.version })
+    json!({ "spec": flag.spec, "version": flag.version, "incarnation": flag.incarnation })
 }
 
 fn target(key: &str) -> String {
@@ -70,10 +81,18 @@ pub fn create(conn: &mut Connection, key: &str, spec: Value, actor: &str) -> Res
         created_at: now,
         updated_at: now,
         updated_by: actor.to_string(),
+        incarnation: new_incarnation(),
     };
     tx.execute(
-        "INSERT INTO flags (key, spec, version, created_at, updated_at, updated_by) VALUES (?1, ?2, 1, ?3, ?3, ?4)",
-        params![flag.key, flag.spec.to_string(), ts(now), actor],
+        "INSERT INTO flags (key, spec, version, created_at, updated_at, updated_by, incarnation)
+         VALUES (?1, ?2, 1, ?3, ?3, ?4, ?5)",
+        params![
+            flag.key,
+            flag.spec.to_string(),
+            ts(now),
+            actor,
+            flag.incarnation
+        ],
     )
     .map_err(|e| match db_err(e) {
         Error::Conflict(_) => Error::Conflict(format!("a flag with key {key} already exists")),

@@ -52,7 +52,9 @@ test('boolean flag: no rule matches, default value', async () => {
   // The code default is `true`, so `false` can only come from the server.
   const d = ok(await client.getBooleanDetails('new-checkout-ui', true, { targetingKey: 'u1', role: 'user' }));
   assert.equal(d.value, false);
-  assert.equal(d.reason, 'DEFAULT');
+  // OFREP has no DEFAULT reason; Flagbase sends UNKNOWN (see README).
+  assert.equal(d.reason, 'UNKNOWN');
+  assert.equal(d.variant, 'false');
 });
 
 test('string flag: rule picks variant b', async () => {
@@ -65,16 +67,19 @@ test('string flag: rule picks variant b', async () => {
 test('string flag: no rule matches, flag default', async () => {
   const d = ok(await client.getStringDetails('banner-text', 'code-default', { targetingKey: 'u1', country: 'DE' }));
   assert.equal(d.value, 'hello');
-  assert.equal(d.reason, 'DEFAULT');
+  assert.equal(d.reason, 'UNKNOWN');
+  assert.equal(d.variant, '"hello"');
 });
 
 test('number flag: rule value', async () => {
   const d = ok(await client.getNumberDetails('max-items', -1, { targetingKey: 'u1', plan: 'pro' }));
   assert.equal(d.value, 50);
   assert.equal(d.reason, 'TARGETING_MATCH');
+  assert.equal(d.variant, '50');
   const other = ok(await client.getNumberDetails('max-items', -1, { targetingKey: 'u1', plan: 'free' }));
   assert.equal(other.value, 10);
-  assert.equal(other.reason, 'DEFAULT');
+  assert.equal(other.reason, 'UNKNOWN');
+  assert.equal(other.variant, '10');
 });
 
 test('object flag: rule value', async () => {
@@ -83,18 +88,23 @@ test('object flag: rule value', async () => {
   assert.equal(d.reason, 'TARGETING_MATCH');
   const other = ok(await client.getObjectDetails('theme', {}, { targetingKey: 'u1', beta: 'false' }));
   assert.deepEqual(other.value, { color: 'blue' });
+  assert.equal(other.reason, 'UNKNOWN');
 });
 
 test('rollout flag: targeted user is in', async () => {
   const d = ok(await client.getBooleanDetails('new-checkout-flow', false, { targetingKey: 'user-1' }));
   assert.equal(d.value, true);
   assert.equal(d.reason, 'TARGETING_MATCH');
+  assert.equal(d.variant, 'true');
 });
 
 test('rollout flag: user-42 lands in bucket 73, outside the 25% rollout', async () => {
   const d = ok(await client.getBooleanDetails('new-checkout-flow', true, { targetingKey: 'user-42' }));
   assert.equal(d.value, false);
-  assert.ok(['SPLIT', 'DEFAULT'].includes(d.reason), `reason ${d.reason}`);
+  // Outside the rollout the flag's default is served: the engine's DEFAULT,
+  // which OFREP spells UNKNOWN. SPLIT would say the split chose this value.
+  assert.equal(d.reason, 'UNKNOWN');
+  assert.equal(d.variant, 'false');
 });
 
 test('missing flag: code default with FLAG_NOT_FOUND', async () => {

@@ -58,7 +58,9 @@ def test_boolean_default(client):
     # The code default is True, so False can only come from the server.
     d = ok(client.get_boolean_details("new-checkout-ui", True, ctx(role="user")))
     assert d.value is False
-    assert d.reason == Reason.DEFAULT
+    # OFREP has no DEFAULT reason; Flagbase sends UNKNOWN (see README).
+    assert d.reason == Reason.UNKNOWN
+    assert d.variant == "false"
 
 
 def test_string_variant(client):
@@ -71,7 +73,8 @@ def test_string_variant(client):
 def test_string_default(client):
     d = ok(client.get_string_details("banner-text", "code-default", ctx(country="DE")))
     assert d.value == "hello"
-    assert d.reason == Reason.DEFAULT
+    assert d.reason == Reason.UNKNOWN
+    assert d.variant == '"hello"'
 
 
 def test_number_rule(client):
@@ -80,9 +83,11 @@ def test_number_rule(client):
     d = ok(client.get_integer_details("max-items", -1, ctx(plan="pro")))
     assert d.value == 50 and isinstance(d.value, int)
     assert d.reason == Reason.TARGETING_MATCH
+    assert d.variant == "50"
     other = ok(client.get_integer_details("max-items", -1, ctx(plan="free")))
     assert other.value == 10
-    assert other.reason == Reason.DEFAULT
+    assert other.reason == Reason.UNKNOWN
+    assert other.variant == "10"
 
 
 def test_object_rule(client):
@@ -91,19 +96,24 @@ def test_object_rule(client):
     assert d.reason == Reason.TARGETING_MATCH
     other = ok(client.get_object_details("theme", {}, ctx(beta="false")))
     assert other.value == {"color": "blue"}
+    assert other.reason == Reason.UNKNOWN
 
 
 def test_rollout_targeted_user(client):
     d = ok(client.get_boolean_details("new-checkout-flow", False, ctx("user-1")))
     assert d.value is True
     assert d.reason == Reason.TARGETING_MATCH
+    assert d.variant == "true"
 
 
 def test_rollout_outside_percentage(client):
     # user-42 lands in bucket 73, outside the 25% rollout.
     d = ok(client.get_boolean_details("new-checkout-flow", True, ctx("user-42")))
     assert d.value is False
-    assert d.reason in (Reason.SPLIT, Reason.DEFAULT)
+    # Outside the rollout the flag's default is served: the engine's DEFAULT,
+    # which OFREP spells UNKNOWN. SPLIT would say the split chose this value.
+    assert d.reason == Reason.UNKNOWN
+    assert d.variant == "false"
 
 
 def test_missing_flag(client):
