@@ -108,6 +108,29 @@ pub struct FlagRecord {
     pub updated_by: String,
 }
 
+impl FlagRecord {
+    pub fn revision(&self) -> Revision {
+        Revision {
+            incarnation: self.incarnation.clone(),
+            version: self.version,
+        }
+    }
+}
+
+/// What a conditional change requires of the stored flag: this incarnation
+/// at this version (what its ETag names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revision {
+    pub incarnation: String,
+    pub version: i64,
+}
+
+impl std::fmt::Display for Revision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.incarnation, self.version)
+    }
+}
+
 /// One state change, written in the same transaction as the change itself.
 #[derive(Clone, Debug, Serialize)]
 pub struct AuditRecord {

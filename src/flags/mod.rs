@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::iam::Caller;
-use crate::model::{AuditQuery, AuditRecord, FlagRecord, Role};
+use crate::model::{AuditQuery, AuditRecord, FlagRecord, Revision, Role};
 use crate::storage::Store;
 use crate::unit_of_work::run_to_completion;
 
@@ -119,7 +119,7 @@ impl Flags {
         caller: &Caller,
         key: &str,
         body: Value,
-        if_match: Option<i64>,
+        if_match: Option<Revision>,
     ) -> Result<FlagRecord> {
         caller.require(Role::Developer)?;
         let mut body = strip_server_fields(body)?;
@@ -147,7 +147,7 @@ impl Flags {
         caller: &Caller,
         key: &str,
         patch: Value,
-        if_match: Option<i64>,
+        if_match: Option<Revision>,
     ) -> Result<FlagRecord> {
         caller.require(Role::Developer)?;
         let patch = Value::Object(strip_server_fields(patch)?);
@@ -170,7 +170,7 @@ impl Flags {
         self: &Arc<Self>,
         caller: &Caller,
         key: &str,
-        if_match: Option<i64>,
+        if_match: Option<Revision>,
     ) -> Result<FlagRecord> {
         caller.require(Role::Developer)?;
         self.write(caller, key, if_match, "flag.toggle", |mut current| {
@@ -195,14 +195,15 @@ impl Flags {
         self: &Arc<Self>,
         caller: &Caller,
         key: &str,
-        if_match: Option<i64>,
+        if_match: Option<Revision>,
         action: &'static str,
         change: impl Fn(Map<String, Value>) -> Result<Map<String, Value>> + Send + Sync + 'static,
     ) -> Result<FlagRecord> {
         let change = Arc::new(change);
         let (key, actor) = (key.to_string(), caller.user.id.clone());
+        let conditional = if_match.is_some();
 
-        let (version, map) = self.current(&key, if_match).await?;
+        let (revision, map) = self.current(&key, if_match).await?;
         let apply = change.clone();
         let (spec, compiled) = off_workers(move || compile(apply(map)?)).await?;
         let (this, k, a) = (self.clone(), key.clone(), actor.clone());
@@ -210,25 +211,25 @@ impl Flags {
             let mut generation = this.writer.lock().await;
             let record = this
                 .store
-                .update_flag(&k, spec, Some(version), action, &a)
+                .update_flag(&k, spec, Some(revision), action, &a)
                 .await?;
             this.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
             Ok(record)
         })
         .await;
         match optimistic {
-            Err(Error::PreconditionFailed(_)) if if_match.is_none() => {}
+            Err(Error::PreconditionFailed(_)) if !conditional => {}
             other => return other,
         }
 
         let this = self.clone();
         run_to_completion(async move {
             let mut generation = this.writer.lock().await;
-            let (version, map) = this.current(&key, None).await?;
+            let (revision, map) = this.current(&key, None).await?;
             let (spec, compiled) = off_workers(move || compile(change(map)?)).await?;
             let record = this
                 .store
-                .update_flag(&key, spec, Some(version), action, &actor)
+                .update_flag(&key, spec, Some(revision), action, &actor)
                 .await?;
             this.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
             Ok(record)
@@ -236,21 +237,26 @@ impl Flags {
         .await
     }
 
-    /// The stored version and definition of `key`, checked against `If-Match`.
-    async fn current(&self, key: &str, if_match: Option<i64>) -> Result<(i64, Map<String, Value>)> {
+    /// The stored revision and definition of `key`, checked against the
+    /// revision an `If-Match` asked for.
+    async fn current(
+        &self,
+        key: &str,
+        if_match: Option<Revision>,
+    ) -> Result<(Revision, Map<String, Value>)> {
         let current = self
             .store
             .flag(key)
             .await?
             .ok_or_else(|| Error::NotFound(format!("flag {key}")))?;
-        if let Some(expected) = if_match.filter(|v| *v != current.version) {
+        let revision = current.revision();
+        if let Some(expected) = if_match.filter(|r| *r != revision) {
             return Err(Error::PreconditionFailed(format!(
-                "flag {key} is at version {}, not {expected}",
-                current.version
+                "flag {key} is at revision {revision}, not {expected}"
             )));
         }
         match current.spec {
-            Value::Object(map) => Ok((current.version, map)),
+            Value::Object(map) => Ok((revision, map)),
             _ => Err(Error::internal(format!(
                 "stored flag {key} is not an object"
             ))),
@@ -261,7 +267,7 @@ impl Flags {
         self: &Arc<Self>,
         caller: &Caller,
         key: &str,
-        if_match: Option<i64>,
+        if_match: Option<Revision>,
     ) -> Result<()> {
         caller.require(Role::Developer)?;
         let (this, key, actor) = (self.clone(), key.to_string(), caller.user.id.clone());

@@ -15,7 +15,7 @@ use super::error::{ApiError, Json, Query};
 use super::AppState;
 use crate::error::Error;
 use crate::iam::Caller;
-use crate::model::{FlagRecord, Role};
+use crate::model::{FlagRecord, Revision, Role};
 
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
@@ -122,22 +122,20 @@ pub(super) fn condition(headers: &HeaderMap, name: HeaderName) -> Result<Option<
     }
 }
 
-/// Resolves `If-Match` against the flag as stored now, into the version the
-/// change must find (the form `Flags` takes): `None` when the header is
-/// absent or `*` (any current flag will do; a missing one is a 404), the
-/// current version when one of the listed tags matches it strongly, and
+/// Resolves `If-Match` against the flag as stored now, into the revision
+/// (incarnation and version) the change must find: `None` when the header
+/// is absent or `*` (any current flag will do; a missing one is a 404), the
+/// current revision when one of the listed tags matches it strongly, and
 /// 412 when none does: a weak tag, a tag of another version or of an
-/// earlier incarnation of the key.
-///
-/// The read happens before the change's own read under the writer lock, so
-/// a delete and re-create in between, reaching the same version, would go
-/// unnoticed; closing that needs `Flags` to compare the incarnation too.
-async fn expected_version(
+/// earlier incarnation of the key. The store checks the revision again in
+/// the change's own transaction, so a change (or a delete and re-create)
+/// landing between this read and the write is a 412 too.
+async fn expected_revision(
     state: &AppState,
     caller: &Caller,
     key: &str,
     headers: &HeaderMap,
-) -> Result<Option<i64>, ApiError> {
+) -> Result<Option<Revision>, ApiError> {
     let tags = match condition(headers, header::IF_MATCH) {
         Ok(None) | Ok(Some(Condition::Any)) => return Ok(None),
         Ok(Some(Condition::Tags(tags))) => tags,
@@ -154,7 +152,7 @@ async fn expected_version(
     let current = state.flags.get(caller, key).await?;
     let opaque = opaque_tag(&current);
     if tags.iter().any(|t| t.strong_match(&opaque)) {
-        Ok(Some(current.version))
+        Ok(Some(current.revision()))
     } else {
         Err(Error::PreconditionFailed(format!(
             "If-Match: no tag matches the current ETag of flag {key}"
@@ -219,7 +217,7 @@ pub async fn replace(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    let expected = expected_version(&state, &caller, &key, &headers).await?;
+    let expected = expected_revision(&state, &caller, &key, &headers).await?;
     let record = state.flags.replace(&caller, &key, body, expected).await?;
     Ok(flag_response(StatusCode::OK, &record))
 }
@@ -231,7 +229,7 @@ pub async fn patch(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    let expected = expected_version(&state, &caller, &key, &headers).await?;
+    let expected = expected_revision(&state, &caller, &key, &headers).await?;
     let record = state.flags.patch(&caller, &key, body, expected).await?;
     Ok(flag_response(StatusCode::OK, &record))
 }
@@ -242,7 +240,7 @@ pub async fn toggle(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let expected = expected_version(&state, &caller, &key, &headers).await?;
+    let expected = expected_revision(&state, &caller, &key, &headers).await?;
     let record = state.flags.toggle(&caller, &key, expected).await?;
     Ok(flag_response(StatusCode::OK, &record))
 }
@@ -253,7 +251,7 @@ pub async fn delete(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let expected = expected_version(&state, &caller, &key, &headers).await?;
+    let expected = expected_revision(&state, &caller, &key, &headers).await?;
     state.flags.delete(&caller, &key, expected).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::{
-    ApiToken, AuditQuery, AuditRecord, FlagRecord, NewApiToken, NewUser, Role, User,
+    ApiToken, AuditQuery, AuditRecord, FlagRecord, NewApiToken, NewUser, Revision, Role, User,
 };
 
 pub use sqlite::SqliteStore;
@@ -64,23 +64,19 @@ pub trait Store: Send + Sync {
         actor: &str,
     ) -> Result<FlagRecord>;
     /// Replaces a flag's spec and bumps its version. `NotFound`, or
-    /// `PreconditionFailed` when `expected_version` is given and differs.
+    /// `PreconditionFailed` when `expected` is given and the stored flag is
+    /// another incarnation or at another version.
     /// `action` names the change in the audit log (`flag.update`, `flag.toggle`).
     async fn update_flag(
         &self,
         key: &str,
         spec: serde_json::Value,
-        expected_version: Option<i64>,
+        expected: Option<Revision>,
         action: &str,
         actor: &str,
     ) -> Result<FlagRecord>;
     /// `NotFound`, or `PreconditionFailed` as for `update_flag`.
-    async fn delete_flag(
-        &self,
-        key: &str,
-        expected_version: Option<i64>,
-        actor: &str,
-    ) -> Result<()>;
+    async fn delete_flag(&self, key: &str, expected: Option<Revision>, actor: &str) -> Result<()>;
 
     /// Audit records, newest first.
     async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditRecord>>;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flagbase::error::Error;
-use flagbase::model::{AuditQuery, FlagRecord, NewApiToken, NewUser, Role};
+use flagbase::model::{AuditQuery, FlagRecord, NewApiToken, NewUser, Revision, Role};
 use flagbase::storage::sqlite::{SqliteOptions, SqliteStore};
 use flagbase::storage::Store;
 use serde_json::json;
@@ -233,8 +233,14 @@ pub async fn flags_are_versioned_and_audited(store: Arc<dyn Store>) {
     );
 
     let off = json!({"key": "beta", "enabled": false});
+    let at = |version| {
+        Some(Revision {
+            incarnation: created.incarnation.clone(),
+            version,
+        })
+    };
     let updated = store
-        .update_flag("beta", off.clone(), Some(1), "flag.toggle", "bob")
+        .update_flag("beta", off.clone(), at(1), "flag.toggle", "bob")
         .await
         .unwrap();
     assert_eq!(
@@ -243,7 +249,7 @@ pub async fn flags_are_versioned_and_audited(store: Arc<dyn Store>) {
     );
     assert_eq!(updated.created_at, created.created_at);
     let stale = store
-        .update_flag("beta", off.clone(), Some(1), "flag.update", "bob")
+        .update_flag("beta", off.clone(), at(1), "flag.update", "bob")
         .await;
     assert!(
         matches!(stale, Err(Error::PreconditionFailed(_))),
@@ -251,15 +257,35 @@ pub async fn flags_are_versioned_and_audited(store: Arc<dyn Store>) {
     );
     assert!(matches!(
         store
-            .update_flag("nope", off, None, "flag.update", "bob")
+            .update_flag("nope", off.clone(), None, "flag.update", "bob")
             .await,
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
-        store.delete_flag("beta", Some(1), "bob").await,
+        store.delete_flag("beta", at(1), "bob").await,
         Err(Error::PreconditionFailed(_))
     ));
-    store.delete_flag("beta", Some(2), "bob").await.unwrap();
+    let other_incarnation = Some(Revision {
+        incarnation: "0000000000000000".into(),
+        version: 2,
+    });
+    assert!(matches!(
+        store
+            .update_flag(
+                "beta",
+                off.clone(),
+                other_incarnation.clone(),
+                "flag.update",
+                "bob"
+            )
+            .await,
+        Err(Error::PreconditionFailed(_))
+    ));
+    assert!(matches!(
+        store.delete_flag("beta", other_incarnation, "bob").await,
+        Err(Error::PreconditionFailed(_))
+    ));
+    store.delete_flag("beta", at(2), "bob").await.unwrap();
     assert!(store.flag("beta").await.unwrap().is_none());
     assert!(matches!(
         store.delete_flag("beta", None, "bob").await,

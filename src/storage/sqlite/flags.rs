@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{audit, db_err, now, parse_ts, ts};
 use crate::error::{Error, Result};
-use crate::model::FlagRecord;
+use crate::model::{FlagRecord, Revision};
 
 const COLUMNS: &str = "key, spec, version, created_at, updated_at, updated_by, incarnation";
 
@@ -110,14 +110,14 @@ pub fn create(conn: &mut Connection, key: &str, spec: Value, actor: &str) -> Res
     Ok(flag)
 }
 
-/// Loads the current row and checks the caller's expected version.
-fn current(conn: &Connection, key: &str, expected: Option<i64>) -> Result<FlagRecord> {
+/// Loads the current row and checks the caller's expected revision.
+fn current(conn: &Connection, key: &str, expected: Option<&Revision>) -> Result<FlagRecord> {
     let flag = get(conn, key)?.ok_or_else(|| Error::NotFound(format!("flag {key}")))?;
     if let Some(expected) = expected {
-        if expected != flag.version {
+        if *expected != flag.revision() {
             return Err(Error::PreconditionFailed(format!(
-                "flag {key} is at version {}, not {expected}",
-                flag.version
+                "flag {key} is at revision {}, not {expected}",
+                flag.revision()
             )));
         }
     }
@@ -128,7 +128,7 @@ pub fn update(
     conn: &mut Connection,
     key: &str,
     spec: Value,
-    expected: Option<i64>,
+    expected: Option<&Revision>,
     action: &str,
     actor: &str,
 ) -> Result<FlagRecord> {
@@ -166,7 +166,12 @@ pub fn update(
     Ok(after)
 }
 
-pub fn delete(conn: &mut Connection, key: &str, expected: Option<i64>, actor: &str) -> Result<()> {
+pub fn delete(
+    conn: &mut Connection,
+    key: &str,
+    expected: Option<&Revision>,
+    actor: &str,
+) -> Result<()> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err)?;

@@ -22,7 +22,7 @@ use super::pool::Pool;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::model::{
-    ApiToken, AuditQuery, AuditRecord, FlagRecord, NewApiToken, NewUser, Role, User,
+    ApiToken, AuditQuery, AuditRecord, FlagRecord, NewApiToken, NewUser, Revision, Role, User,
 };
 
 /// Why the database could not be opened at start.
@@ -261,25 +261,20 @@ impl Store for SqliteStore {
         &self,
         key: &str,
         spec: serde_json::Value,
-        expected_version: Option<i64>,
+        expected: Option<Revision>,
         action: &str,
         actor: &str,
     ) -> Result<FlagRecord> {
         let (key, action, actor) = (own(key), own(action), own(actor));
         self.pool
-            .write(move |c| flags::update(c, &key, spec, expected_version, &action, &actor))
+            .write(move |c| flags::update(c, &key, spec, expected.as_ref(), &action, &actor))
             .await
     }
 
-    async fn delete_flag(
-        &self,
-        key: &str,
-        expected_version: Option<i64>,
-        actor: &str,
-    ) -> Result<()> {
+    async fn delete_flag(&self, key: &str, expected: Option<Revision>, actor: &str) -> Result<()> {
         let (key, actor) = (own(key), own(actor));
         self.pool
-            .write(move |c| flags::delete(c, &key, expected_version, &actor))
+            .write(move |c| flags::delete(c, &key, expected.as_ref(), &actor))
             .await
     }
 
