@@ -57,11 +57,15 @@ pub struct IamConfig {
     pub token_ttl: HumanDuration,
     pub issuer: String,
     pub setup_token_ttl: HumanDuration,
-    /// Failed logins allowed per account within `login_lockout` before 429.
+    /// Failed logins allowed per account from one client address (IPv6: one
+    /// /64) within `login_lockout` before 429.
     pub login_max_failures: u32,
     /// Failed logins allowed per client address within `login_lockout`.
     pub login_max_failures_per_ip: u32,
     pub login_lockout: HumanDuration,
+    /// Anonymous registrations allowed per client address within
+    /// `login_lockout` before 429.
+    pub register_max_per_ip: u32,
     /// Password hashes computed at once; 0 means one per CPU core.
     pub hash_concurrency: usize,
 }
@@ -112,6 +116,7 @@ impl Default for Config {
                 login_max_failures: 5,
                 login_max_failures_per_ip: 50,
                 login_lockout: HumanDuration::from_secs(15 * 60),
+                register_max_per_ip: 20,
                 hash_concurrency: 0,
             },
             storage: StorageConfig {
@@ -278,6 +283,9 @@ impl Config {
         }
         if self.iam.login_max_failures == 0 || self.iam.login_max_failures_per_ip == 0 {
             return Err(("iam.login_max_failures", "must be at least 1".into()));
+        }
+        if self.iam.register_max_per_ip == 0 {
+            return Err(("iam.register_max_per_ip", "must be at least 1".into()));
         }
         if self.storage.base_path.as_os_str().is_empty() {
             return Err(("storage.base_path", "must not be empty".into()));

@@ -67,12 +67,19 @@ pub struct RegisterRequest {
 
 pub async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     MaybeCaller(caller): MaybeCaller,
     Json(req): Json<RegisterRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = state
         .iam
-        .register(caller.as_ref(), &req.email, &req.password, req.role)
+        .register(
+            caller.as_ref(),
+            &req.email,
+            &req.password,
+            req.role,
+            Some(peer.ip()),
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(user)))
 }
@@ -99,7 +106,9 @@ pub async fn login(
 pub async fn me(caller: Caller) -> impl IntoResponse {
     let credential = match &caller.credential {
         Credential::Session => json!({ "type": "session" }),
-        Credential::ApiToken { id } => json!({ "type": "api_token", "id": id }),
+        Credential::ApiToken { id, expires_at } => {
+            json!({ "type": "api_token", "id": id, "expires_at": expires_at })
+        }
     };
     axum::Json(json!({
         "id": caller.user.id,

@@ -12,6 +12,7 @@ pub mod password;
 pub mod throttle;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,10 +25,11 @@ use crate::config::IamConfig;
 use crate::error::{Error, Result};
 use crate::model::{ApiToken, NewApiToken, NewUser, Role, User};
 use crate::storage::Store;
+use crate::unit_of_work::run_to_completion;
 use cache::Principals;
 use jwt::JwtKeys;
 pub use password::{normalize_email, Passwords};
-use throttle::{LoginThrottle, ThrottleLimits};
+use throttle::{AccountLanes, LoginThrottle, RegisterThrottle, ThrottleLimits};
 
 /// Who is calling, with the rights in force right now.
 #[derive(Clone, Debug)]
@@ -41,7 +43,12 @@ pub struct Caller {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credential {
     Session,
-    ApiToken { id: String },
+    ApiToken {
+        id: String,
+        /// When the token stops working; `None` for a token that does not
+        /// expire.
+        expires_at: Option<DateTime<Utc>>,
+    },
 }
 
 impl Caller {
@@ -53,6 +60,27 @@ impl Caller {
                 "this needs the {needed} role; the caller has {}",
                 self.role
             )))
+        }
+    }
+
+    /// When the caller's credential stops working, if it is an expiring API
+    /// token. Sessions are the person; their tokens may outlive a session.
+    fn expires_at(&self) -> Option<DateTime<Utc>> {
+        match &self.credential {
+            Credential::ApiToken { expires_at, .. } => *expires_at,
+            Credential::Session => None,
+        }
+    }
+
+    /// Refuses to grant lasting rights above `user` (a role on an account,
+    /// which never expires) with a credential that expires: a short-lived
+    /// token must not leave behind something that outlives it.
+    fn require_lasting(&self, granted: Role) -> Result<()> {
+        match self.expires_at() {
+            Some(at) if granted > Role::User => Err(Error::Forbidden(format!(
+                "an API token that expires (at {at}) cannot grant the lasting {granted} role; use a session"
+            ))),
+            _ => Ok(()),
         }
     }
 }
@@ -74,6 +102,11 @@ pub struct Iam {
     passwords: Passwords,
     jwt: JwtKeys,
     throttle: LoginThrottle,
+    account_lanes: AccountLanes,
+    registrations: RegisterThrottle,
+    /// Set once an admin is known to exist; admins never drop to zero (the
+    /// store refuses to remove the last one), so it never goes back.
+    admin_exists: AtomicBool,
     setup: Mutex<Option<SetupToken>>,
     setup_ttl: Duration,
     principals: Principals,
@@ -81,6 +114,13 @@ pub struct Iam {
 
 const JWT_SECRET_SETTING: &str = "iam.jwt_secret";
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 366 * 86_400);
+/// Lanes for account-wide slowing of logins (see `throttle::AccountLanes`).
+const ACCOUNT_LANES: usize = 1024;
+
+/// Whole seconds for a `Retry-After` header, at least one.
+fn retry_after(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
 
 fn random_secret() -> String {
     let mut bytes = [0u8; 32];
@@ -109,22 +149,45 @@ impl Iam {
             passwords: Passwords::new(concurrency),
             jwt: JwtKeys::new(secret.as_bytes(), &config.issuer, config.token_ttl.get()),
             throttle: LoginThrottle::new(ThrottleLimits {
-                per_account: config.login_max_failures,
+                per_account_address: config.login_max_failures,
                 per_address: config.login_max_failures_per_ip,
                 window: config.login_lockout.get(),
+                max_entries: throttle::MAX_ENTRIES,
             }),
+            account_lanes: AccountLanes::new(ACCOUNT_LANES),
+            registrations: RegisterThrottle::new(
+                config.register_max_per_ip,
+                config.login_lockout.get(),
+                throttle::MAX_ENTRIES,
+            ),
+            admin_exists: AtomicBool::new(false),
             setup: Mutex::new(None),
             setup_ttl: config.setup_token_ttl.get(),
             principals: Principals::default(),
             store,
         };
-        if !iam.store.has_admin().await? {
+        if iam.store.has_admin().await? {
+            iam.admin_exists.store(true, Ordering::Release);
+        } else {
             *iam.setup.lock().expect("setup lock") = Some(SetupToken {
                 secret: random_secret(),
                 expires: Instant::now() + iam.setup_ttl,
             });
         }
         Ok(iam)
+    }
+
+    /// Whether an admin exists; asks the store until one does, because the
+    /// CLI may create one from another process at any time.
+    async fn admin_exists(&self) -> Result<bool> {
+        if self.admin_exists.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let exists = self.store.has_admin().await?;
+        if exists {
+            self.admin_exists.store(true, Ordering::Release);
+        }
+        Ok(exists)
     }
 
     pub fn passwords(&self) -> &Passwords {
@@ -145,12 +208,12 @@ impl Iam {
     }
 
     pub async fn needs_setup(&self) -> Result<bool> {
-        Ok(!self.store.has_admin().await?)
+        Ok(!self.admin_exists().await?)
     }
 
     /// Creates the first admin with the one-time token and logs them in.
     pub async fn complete_setup(
-        &self,
+        self: &Arc<Self>,
         token: &str,
         email: &str,
         password: &str,
@@ -172,19 +235,27 @@ impl Iam {
         let email = normalize_email(email)?;
         Passwords::check_policy(password)?;
         let password_hash = self.passwords.hash(password).await?;
-        let user = self
-            .store
-            .create_first_admin(NewUser {
-                email,
-                password_hash,
-                role: Role::Admin,
-            })
-            .await;
-        // Whatever happened, an admin now exists or the token was used: either
-        // way it must not work again.
-        if matches!(&user, Ok(_) | Err(Error::Conflict(_))) {
-            self.setup.lock().expect("setup lock").take();
-        }
+        let this = self.clone();
+        // Commit and retiring the token are one unit: a hang-up between
+        // them would leave a used token pending.
+        let user = run_to_completion(async move {
+            let user = this
+                .store
+                .create_first_admin(NewUser {
+                    email,
+                    password_hash,
+                    role: Role::Admin,
+                })
+                .await;
+            // Whatever happened, an admin now exists or the token was used:
+            // either way it must not work again.
+            if matches!(&user, Ok(_) | Err(Error::Conflict(_))) {
+                this.setup.lock().expect("setup lock").take();
+                this.admin_exists.store(true, Ordering::Release);
+            }
+            user
+        })
+        .await;
         let user = user.map_err(|e| match e {
             Error::Conflict(_) => {
                 Error::Conflict("setup is already complete; log in instead".into())
@@ -196,21 +267,49 @@ impl Iam {
     }
 
     /// Self-service sign-up (role `user`), or any role when an admin asks.
+    ///
+    /// Everything that can refuse the request (role, email and password
+    /// rules, the per-address budget, a taken email) is checked before the
+    /// password is hashed, so a refused request costs no argon2 work.
+    /// Self-service sign-up opens only once an admin exists: before that,
+    /// anyone could take the address the operator means to use in setup.
     pub async fn register(
         &self,
         caller: Option<&Caller>,
         email: &str,
         password: &str,
         role: Option<Role>,
+        address: Option<IpAddr>,
     ) -> Result<User> {
         let role = role.unwrap_or(Role::User);
-        if role != Role::User && caller.is_none_or(|c| c.role != Role::Admin) {
+        let admin = caller.filter(|c| c.role == Role::Admin);
+        if role != Role::User && admin.is_none() {
             return Err(Error::Forbidden(format!(
                 "only an admin can assign the {role} role"
             )));
         }
+        if let Some(admin) = admin {
+            admin.require_lasting(role)?;
+        } else {
+            if !self.admin_exists().await? {
+                return Err(Error::Forbidden(
+                    "registration opens once the first admin exists: complete setup first (POST /setup or `flagbase user create --role admin`)".into(),
+                ));
+            }
+            self.registrations
+                .take(address)
+                .map_err(|wait| Error::Throttled {
+                    message: "too many registrations from this address; try again later".into(),
+                    retry_after_secs: retry_after(wait),
+                })?;
+        }
         let email = normalize_email(email)?;
         Passwords::check_policy(password)?;
+        if self.store.user_by_email(&email).await?.is_some() {
+            return Err(Error::Conflict(format!(
+                "a user with email {email} already exists"
+            )));
+        }
         let actor = caller.map_or("anonymous", |c| c.user.id.as_str());
         self.create_user(email, password, role, actor).await
     }
@@ -241,19 +340,35 @@ impl Iam {
 
     /// Checks a password. An unknown email and a wrong password take the same
     /// path (a full argon2 verification) and give the same error.
+    ///
+    /// The attempt takes its throttle slot before anything is verified, so at
+    /// most the limit of guesses is ever checked, whatever the concurrency; a
+    /// request dropped half-way keeps its slot as a failure. The email is
+    /// normalised exactly as at registration, and only the normalised form
+    /// (bounded, hashed) becomes a throttle key; input that cannot be an
+    /// email costs the address a slot and is refused without hashing (its
+    /// invalidity is no secret, so answering faster reveals nothing).
     pub async fn login(
         &self,
         email: &str,
         password: &str,
         address: Option<IpAddr>,
     ) -> Result<Session> {
-        let account = email.trim().to_lowercase();
-        if let Some(wait) = self.throttle.check(&account, address) {
-            return Err(Error::Throttled {
+        let account = normalize_email(email).ok();
+        let attempt = self
+            .throttle
+            .begin(account.as_deref(), address)
+            .map_err(|wait| Error::Throttled {
                 message: "too many failed logins; try again later".into(),
-                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-            });
-        }
+                retry_after_secs: retry_after(wait),
+            })?;
+        let invalid = || Error::Unauthenticated("invalid credentials".into());
+        let Some(account) = account else {
+            return Err(invalid());
+        };
+        // Account-wide, guesses from many addresses are slowed (one
+        // verification at a time), never refused.
+        let turn = self.account_lanes.turn(&account).await;
         // Over-long input is refused before hashing, as a failure like any other.
         let user = if password.len() <= password::MAX_PASSWORD_BYTES {
             self.store.user_by_email(&account).await?
@@ -262,17 +377,18 @@ impl Iam {
         };
         let ok = self
             .passwords
-            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .verify_holding(
+                password,
+                user.as_ref().map(|u| u.password_hash.as_str()),
+                Some(turn),
+            )
             .await?;
         match user {
             Some(user) if ok => {
-                self.throttle.record_success(&account);
+                attempt.succeeded();
                 self.session(&user)
             }
-            _ => {
-                self.throttle.record_failure(&account, address);
-                Err(Error::Unauthenticated("invalid credentials".into()))
-            }
+            _ => Err(invalid()),
         }
     }
 
@@ -324,7 +440,10 @@ impl Iam {
         Ok(Caller {
             role: token.role.min(user.role),
             user,
-            credential: Credential::ApiToken { id: token.id },
+            credential: Credential::ApiToken {
+                id: token.id,
+                expires_at: token.expires_at,
+            },
         })
     }
 
@@ -333,20 +452,33 @@ impl Iam {
         self.store.users().await
     }
 
-    pub async fn set_role(&self, caller: &Caller, id: &str, role: Role) -> Result<User> {
+    /// Changes a user's role. The commit and the cache invalidation are one
+    /// unit that finishes even if the client hangs up, so the role in force
+    /// is always the stored one.
+    pub async fn set_role(self: &Arc<Self>, caller: &Caller, id: &str, role: Role) -> Result<User> {
         caller.require(Role::Admin)?;
-        let user = self.store.set_user_role(id, role, &caller.user.id).await?;
-        self.principals.invalidate();
-        tracing::info!(user_id = %id, role = %role, by = %caller.user.id, "role changed");
-        Ok(user)
+        caller.require_lasting(role)?;
+        let (this, by, id) = (self.clone(), caller.user.id.clone(), id.to_string());
+        run_to_completion(async move {
+            let user = this.store.set_user_role(&id, role, &by).await?;
+            this.principals.invalidate();
+            tracing::info!(user_id = %id, role = %role, by = %by, "role changed");
+            Ok(user)
+        })
+        .await
     }
 
-    pub async fn delete_user(&self, caller: &Caller, id: &str) -> Result<()> {
+    /// Deletes a user and their tokens; commit and invalidation are one unit.
+    pub async fn delete_user(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<()> {
         caller.require(Role::Admin)?;
-        self.store.delete_user(id, &caller.user.id).await?;
-        self.principals.invalidate();
-        tracing::info!(user_id = %id, by = %caller.user.id, "user deleted");
-        Ok(())
+        let (this, by, id) = (self.clone(), caller.user.id.clone(), id.to_string());
+        run_to_completion(async move {
+            this.store.delete_user(&id, &by).await?;
+            this.principals.invalidate();
+            tracing::info!(user_id = %id, by = %by, "user deleted");
+            Ok(())
+        })
+        .await
     }
 
     /// Mints an API token; the plaintext is returned here and never again.
@@ -361,6 +493,8 @@ impl Iam {
         if name.is_empty() || name.chars().count() > 100 {
             return Err(Error::invalid("name", "must be 1 to 100 characters"));
         }
+        // `caller.role` is already the narrower of a token's role and its
+        // owner's, so a token can only mint tokens at most as strong as itself.
         if role > caller.role {
             return Err(Error::Forbidden(format!(
                 "a token cannot carry more rights than its creator ({})",
@@ -377,6 +511,16 @@ impl Iam {
             }
             Some(d) => Some(Utc::now() + chrono::Duration::from_std(d).map_err(Error::internal)?),
         };
+        // Nor may it outlive an expiring token that creates it. Refused
+        // rather than clamped, so the caller never holds a token that dies
+        // earlier than asked.
+        if let Some(limit) = caller.expires_at() {
+            if expires_at.is_none_or(|at| at > limit) {
+                return Err(Error::Forbidden(format!(
+                    "expires_in: a token created with an API token must expire no later than it does ({limit})"
+                )));
+            }
+        }
         let minted = api_token::mint();
         let token = self
             .store
@@ -402,94 +546,42 @@ impl Iam {
         self.store.api_tokens(owner).await
     }
 
-    pub async fn revoke_api_token(&self, caller: &Caller, id: &str) -> Result<()> {
-        let token = self
-            .store
-            .api_token(id)
-            .await?
-            .filter(|t| caller.role == Role::Admin || t.owner_id == caller.user.id)
-            .ok_or_else(|| Error::NotFound(format!("token {id}")))?;
-        self.store
-            .delete_api_token(&token.id, &caller.user.id)
-            .await?;
-        self.principals.invalidate();
-        tracing::info!(token_id = %id, by = %caller.user.id, "API token revoked");
-        Ok(())
+    /// Revokes a token the caller owns (or any, for an admin), provided it
+    /// is no stronger than the caller's credential: a narrow token of an
+    /// admin cannot revoke the admin's broader tokens. Lookup, commit and
+    /// cache invalidation are one unit that finishes even if the client
+    /// hangs up, so a revoked token never keeps working.
+    pub async fn revoke_api_token(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<()> {
+        let (this, caller, id) = (self.clone(), caller.clone(), id.to_string());
+        run_to_completion(async move {
+            let token = this
+                .store
+                .api_token(&id)
+                .await?
+                .filter(|t| caller.role == Role::Admin || t.owner_id == caller.user.id)
+                .ok_or_else(|| Error::NotFound(format!("token {id}")))?;
+            // What the token can do now: an owner's lowered role lowers it.
+            let strength = if token.owner_id == caller.user.id {
+                token.role.min(caller.user.role)
+            } else {
+                token.role
+            };
+            if strength > caller.role {
+                return Err(Error::Forbidden(format!(
+                    "this token carries the {strength} role; the caller has {}",
+                    caller.role
+                )));
+            }
+            this.store
+                .delete_api_token(&token.id, &caller.user.id)
+                .await?;
+            this.principals.invalidate();
+            tracing::info!(token_id = %id, by = %caller.user.id, "API token revoked");
+            Ok(())
+        })
+        .await
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-    use crate::storage::sqlite::{SqliteOptions, SqliteStore};
-
-    async fn iam(dir: &std::path::Path) -> Iam {
-        let store = SqliteStore::open(&SqliteOptions {
-            path: dir.join("t.db"),
-            readers: 2,
-            busy_timeout: Duration::from_secs(1),
-        })
-        .unwrap();
-        Iam::new(Arc::new(store), &Config::default().iam)
-            .await
-            .unwrap()
-    }
-
-    /// Both failure paths must run one full verification and say the same
-    /// thing; timing equality follows from doing the same work.
-    #[tokio::test]
-    async fn unknown_email_and_wrong_password_take_the_same_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let iam = iam(dir.path()).await;
-        iam.create_user(
-            "ada@example.com".into(),
-            "correct horse",
-            Role::User,
-            "test",
-        )
-        .await
-        .unwrap();
-
-        let before = iam.passwords().verifications();
-        let wrong = iam
-            .login("ada@example.com", "wrong horse", None)
-            .await
-            .unwrap_err();
-        assert_eq!(iam.passwords().verifications(), before + 1);
-        let unknown = iam
-            .login("bob@example.com", "wrong horse", None)
-            .await
-            .unwrap_err();
-        assert_eq!(iam.passwords().verifications(), before + 2);
-        assert_eq!(wrong.to_string(), unknown.to_string());
-        assert!(matches!(wrong, Error::Unauthenticated(_)));
-        assert!(iam
-            .login("ADA@example.com", "correct horse", None)
-            .await
-            .is_ok());
-    }
-
-    #[tokio::test]
-    async fn setup_token_is_single_use() {
-        let dir = tempfile::tempdir().unwrap();
-        let iam = iam(dir.path()).await;
-        let token = iam
-            .pending_setup_token()
-            .expect("a fresh database needs setup");
-        assert!(matches!(
-            iam.complete_setup("not-it", "root@example.com", "long password")
-                .await,
-            Err(Error::Unauthenticated(_))
-        ));
-        iam.complete_setup(&token, "root@example.com", "long password")
-            .await
-            .unwrap();
-        assert!(matches!(
-            iam.complete_setup(&token, "root2@example.com", "long password")
-                .await,
-            Err(Error::Conflict(_))
-        ));
-        assert!(!iam.needs_setup().await.unwrap());
-    }
-}
+mod tests;

@@ -8,7 +8,8 @@ use std::sync::{Arc, OnceLock};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{Error, Result};
 
@@ -37,7 +38,8 @@ fn dummy_hash() -> &'static str {
 #[derive(Clone)]
 pub struct Passwords {
     permits: Arc<Semaphore>,
-    verifications: Arc<AtomicU64>,
+    verified: Arc<AtomicU64>,
+    hashed: Arc<AtomicU64>,
 }
 
 impl Passwords {
@@ -48,7 +50,8 @@ impl Passwords {
         std::thread::spawn(dummy_hash);
         Passwords {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            verifications: Arc::new(AtomicU64::new(0)),
+            verified: Arc::new(AtomicU64::new(0)),
+            hashed: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -65,12 +68,15 @@ impl Passwords {
 
     pub async fn hash(&self, password: &str) -> Result<String> {
         let password = password.to_string();
-        self.blocking(move || {
+        let hashed = self.hashed.clone();
+        self.blocking(None, move || {
             let salt = SaltString::generate(&mut OsRng);
-            argon2()
+            let hash = argon2()
                 .hash_password(password.as_bytes(), &salt)
                 .map(|h| h.to_string())
-                .map_err(Error::internal)
+                .map_err(Error::internal);
+            hashed.fetch_add(1, Ordering::SeqCst);
+            hash
         })
         .await
     }
@@ -78,47 +84,133 @@ impl Passwords {
     /// Verifies against `hash`, or against the dummy hash when there is none,
     /// so the caller's two failure paths do identical work.
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool> {
+        self.verify_holding(password, hash, None).await
+    }
+
+    /// [`Passwords::verify`], holding `turn` (the account's lane) until the
+    /// verification itself ends, even if the caller stops waiting.
+    pub(crate) async fn verify_holding(
+        &self,
+        password: &str,
+        hash: Option<&str>,
+        turn: Option<OwnedSemaphorePermit>,
+    ) -> Result<bool> {
         let password = password.to_string();
         let hash = hash.map(str::to_string);
-        self.verifications.fetch_add(1, Ordering::Relaxed);
-        self.blocking(move || {
+        let verified = self.verified.clone();
+        self.blocking(turn, move || {
             let known = hash.is_some();
             let text = hash.as_deref().unwrap_or_else(|| dummy_hash());
             let parsed = PasswordHash::new(text).map_err(Error::internal)?;
             let ok = argon2()
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok();
+            // Counted once the argon2 work has run, so tests can prove that
+            // every failure path paid for a full verification.
+            verified.fetch_add(1, Ordering::SeqCst);
             Ok(ok && known)
         })
         .await
     }
 
-    /// How many verifications ran; lets tests prove both failure paths hash.
+    /// How many argon2 verifications have completed.
     pub fn verifications(&self) -> u64 {
-        self.verifications.load(Ordering::Relaxed)
+        self.verified.load(Ordering::SeqCst)
     }
 
+    /// How many argon2 hashes have completed.
+    pub fn hashes(&self) -> u64 {
+        self.hashed.load(Ordering::SeqCst)
+    }
+
+    /// Runs `f` on a blocking thread once a hashing permit is free. The
+    /// permits (the global one and `turn`) move into the blocking work:
+    /// if the waiting request is dropped, the work still holds them until it
+    /// ends, so the concurrency cap counts work, not waiters.
     async fn blocking<T: Send + 'static>(
         &self,
+        turn: Option<OwnedSemaphorePermit>,
         f: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let _permit = self.permits.acquire().await.map_err(Error::internal)?;
-        tokio::task::spawn_blocking(f)
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| Error::internal(format!("password task failed: {e}")))?
+            .map_err(Error::internal)?;
+        tokio::task::spawn_blocking(move || {
+            let _held = (permit, turn);
+            f()
+        })
+        .await
+        .map_err(|e| Error::internal(format!("password task failed: {e}")))?
     }
 }
 
-/// Validates and normalises an email: trimmed, lower-cased, one `@`, a dotted
-/// domain, no spaces, at most 254 bytes.
+/// Characters that display as nothing or reorder text: Unicode's format
+/// characters (general category Cf: soft hyphen, zero-width spaces and
+/// joiners, bidirectional controls, the byte-order mark, tags...) and the
+/// other default-ignorable code points (variation selectors, the combining
+/// grapheme joiner, Hangul fillers). Two addresses that differ only by these
+/// look identical to a person, so none of them is allowed.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD
+            | 0x034F
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
+}
+
+/// Longest input looked at; anything longer is refused before any work.
+const MAX_EMAIL_INPUT_BYTES: usize = 1024;
+
+/// Validates and normalises an email, the one rule for registration, setup,
+/// the CLI and login: trimmed; Unicode NFC; lower-cased with Unicode's full
+/// default lowercase mapping (Rust's `str::to_lowercase`, so `İ` becomes
+/// `i̇` and a final `Σ` becomes `ς`); NFC again (lowercasing can
+/// decompose); then one `@`, a dotted domain, no whitespace, control or
+/// invisible characters, at most 254 bytes.
 pub fn normalize_email(email: &str) -> Result<String> {
-    let email = email.trim().to_lowercase();
     let bad = |why: &str| Err(Error::invalid("email", why));
+    if email.len() > MAX_EMAIL_INPUT_BYTES {
+        return bad("must be at most 254 bytes");
+    }
+    let nfc: String = email.trim().nfc().collect();
+    let email: String = nfc.to_lowercase().nfc().collect();
     if email.is_empty() {
         return bad("is required");
     }
     if email.len() > 254 {
         return bad("must be at most 254 bytes");
+    }
+    if email
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
+    {
+        return bad("must not contain spaces, control or invisible characters");
     }
     let Some((local, domain)) = email.split_once('@') else {
         return bad("is not a valid email address");
@@ -128,8 +220,7 @@ pub fn normalize_email(email: &str) -> Result<String> {
         && !domain.contains('@')
         && domain.contains('.')
         && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        && !domain.ends_with('.');
     if !valid {
         return bad("is not a valid email address");
     }
@@ -154,9 +245,63 @@ mod tests {
             "a b@example.com",
             "ada@example",
             "a@b@c.d",
+            "a\u{200B}da@example.com",
+            "ada\u{00AD}@example.com",
+            "\u{202E}ada@example.com",
+            "ada@exa\u{2060}mple.com",
+            "\u{FEFF}ada@example.com",
+            "ada\u{2066}@example.com",
+            "ada\u{0007}@example.com",
+            "ada\u{FE0F}@example.com",
         ] {
             assert!(normalize_email(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn regression_nfc_and_nfd_spellings_normalise_to_one_address() {
+        let nfc = normalize_email("Jos\u{00E9}@example.com").unwrap();
+        let nfd = normalize_email("Jose\u{0301}@example.com").unwrap();
+        assert_eq!(nfc, nfd);
+        assert_eq!(nfc, "jos\u{00E9}@example.com");
+        // Upper-case NFD input lowercases and recomposes to the same address.
+        assert_eq!(normalize_email("JOSE\u{0301}@EXAMPLE.COM").unwrap(), nfc);
+        // The documented case rule: Unicode full lowercase mapping.
+        assert_eq!(
+            normalize_email("\u{0130}@example.com").unwrap(),
+            "i\u{0307}@example.com"
+        );
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_normalising() {
+        let huge = format!("{}@example.com", "a".repeat(1 << 20));
+        assert!(normalize_email(&huge).is_err());
+    }
+
+    #[tokio::test]
+    async fn regression_a_dropped_request_keeps_the_hash_permit_until_the_work_ends() {
+        let p = Passwords::new(1);
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let waiter = {
+            let p = p.clone();
+            tokio::spawn(async move {
+                p.blocking(None, move || {
+                    let _ = started_tx.send(());
+                    let _ = release_rx.recv();
+                    Ok(())
+                })
+                .await
+            })
+        };
+        started_rx.await.unwrap();
+        waiter.abort();
+        assert!(waiter.await.unwrap_err().is_cancelled());
+        // The request is gone, the work is not: its permit is still taken.
+        assert_eq!(p.permits.available_permits(), 0);
+        release_tx.send(()).unwrap();
+        let _permit = p.permits.acquire().await.unwrap();
     }
 
     #[test]

@@ -72,6 +72,7 @@ async fn setup_token_expires() {
 #[tokio::test]
 async fn register_and_login() {
     let fb = Flagbase::start().await;
+    fb.setup_admin("root@example.com").await;
     let r = fb
         .post(
             "/auth/register",
@@ -127,6 +128,7 @@ async fn register_and_login() {
 #[tokio::test]
 async fn unknown_email_and_wrong_password_are_indistinguishable() {
     let fb = Flagbase::start().await;
+    fb.setup_admin("root@example.com").await;
     fb.user("ada@example.com", "user", None).await;
     let wrong = fb
         .post(
@@ -197,6 +199,7 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
             .set("iam.login_max_failures_per_ip", "6"),
     )
     .await;
+    fb.setup_admin("root@example.com").await;
     fb.user("ada@example.com", "user", None).await;
     let attempt = |email: &'static str, password: &'static str| {
         fb.post(

@@ -7,6 +7,7 @@ mod errors;
 mod flags;
 mod harness;
 mod iam;
+mod iam_abuse;
 mod lifecycle;
 mod ofrep_interop;
 mod store_contract;
