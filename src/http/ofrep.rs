@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use flagbase_engine::{Context, ErrorCode, Evaluation};
@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::error::{payload_too_large, ApiError};
+use super::error::{payload_too_large, ApiError, Path};
 use super::AppState;
 use crate::iam::Caller;
 
