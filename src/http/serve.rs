@@ -1,0 +1,306 @@
+//! The HTTP listener: accepts connections and serves each with hyper's
+//! HTTP/1, bounding what one client can hold. A connection must deliver a
+//! complete request head within `header_read_timeout` (silent and half-sent
+//! requests are closed), may wait at most `idle_timeout` between requests,
+//! and at most `max_connections` are served at once: further ones are
+//! closed as they arrive, so clients already connected keep being served.
+//! Shutdown stops accepting, lets each connection finish its request, and
+//! waits for them at most `shutdown_timeout`.
+//!
+//! axum's `serve` has none of these knobs. hyper's own `header_read_timeout`
+//! also runs while a kept-alive connection waits for its next request, so it
+//! cannot express a longer keep-alive than head timeout; each connection
+//! therefore keeps its own small clock (`Clock`) of which phase it is in.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+/// Limits on connections; see the module documentation.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeOptions {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: u32,
+    pub shutdown_timeout: Duration,
+}
+
+/// Serves `router` on `listener` until `shutdown` turns true, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(options.max_connections as usize));
+    let full = Arc::new(AtomicBool::new(false));
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                // Out of file descriptors or similar: retrying at once would
+                // spin, so pause (still answering shutdown).
+                tracing::warn!(error = %e, "cannot accept connections; retrying in a second");
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if !full.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    max_connections = options.max_connections,
+                    "connection limit reached (server.max_connections); closing new connections until one ends"
+                );
+            }
+            drop(stream);
+            continue;
+        };
+        let connection = Connection {
+            peer,
+            options,
+            full: full.clone(),
+            _slot: slot,
+        };
+        tokio::spawn(connection.serve(stream, router.clone(), shutdown.clone()));
+    }
+    // New connections are refused from here on.
+    drop(listener);
+    let everyone = slots.acquire_many(options.max_connections);
+    if tokio::time::timeout(options.shutdown_timeout, everyone)
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?options.shutdown_timeout, "in-flight requests did not finish in time; closing them");
+    }
+}
+
+/// Errors that concern one connection, not the listener.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// One accepted connection and the slot it holds until it ends.
+struct Connection {
+    peer: SocketAddr,
+    options: ServeOptions,
+    full: Arc<AtomicBool>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream, router: Router, mut shutdown: watch::Receiver<bool>) {
+        let _ = stream.set_nodelay(true);
+        let clock = Arc::new(Clock::new());
+        let io = TokioIo::new(Watched {
+            inner: stream,
+            clock: clock.clone(),
+        });
+        let peer = self.peer;
+        let requests = clock.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            // Handlers (login throttling) read the peer address from here.
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let busy = requests.request_started();
+            let router = router.clone();
+            async move {
+                let response: Result<_, Infallible> = router.oneshot(req).await;
+                drop(busy);
+                response
+            }
+        });
+        let mut builder = http1::Builder::new();
+        // The clock owns the head timeout (see the module documentation).
+        builder.header_read_timeout(None).keep_alive(true);
+        let conn = builder.serve_connection(io, service);
+        tokio::pin!(conn);
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    break;
+                }
+                phase = clock.expired(&self.options) => {
+                    // No request is in progress, so nothing is cut short.
+                    tracing::debug!(%peer, phase, "closing a connection that timed out");
+                    break;
+                }
+                _ = shutdown.wait_for(|stop| *stop), if !draining => {
+                    conn.as_mut().graceful_shutdown();
+                    draining = true;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // The slot is released right after this (fields drop after `drop`).
+        if self.full.swap(false, Ordering::Relaxed) {
+            tracing::info!("a connection ended; accepting new connections again");
+        }
+    }
+}
+
+/// What a connection is doing, for its timeouts.
+#[derive(Clone, Copy)]
+enum Phase {
+    /// Waiting for a request head to complete, since the connection opened
+    /// or since the first byte of a request arrived.
+    Head(Instant),
+    /// A request is being handled; handlers bound their own work.
+    Busy,
+    /// Kept alive between requests since the last response.
+    Idle(Instant),
+}
+
+struct Clock {
+    phase: Mutex<Phase>,
+    changed: Notify,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            phase: Mutex::new(Phase::Head(Instant::now())),
+            changed: Notify::new(),
+        }
+    }
+
+    fn set(&self, update: impl FnOnce(Phase) -> Option<Phase>) {
+        let mut phase = self.phase.lock().expect("clock lock");
+        if let Some(next) = update(*phase) {
+            *phase = next;
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Bytes arrived: an idle connection starts a new request head. While
+    /// a head is under way more bytes do not extend its deadline, so
+    /// trickling one byte at a time does not keep a connection.
+    fn bytes_read(&self) {
+        self.set(|phase| match phase {
+            Phase::Idle(_) => Some(Phase::Head(Instant::now())),
+            _ => None,
+        });
+    }
+
+    fn request_started(self: &Arc<Self>) -> BusyGuard {
+        self.set(|_| Some(Phase::Busy));
+        BusyGuard(self.clone())
+    }
+
+    /// Resolves when the current phase outlives its limit; returns its name.
+    async fn expired(&self, options: &ServeOptions) -> &'static str {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            // Registered before the phase is read, so no change is missed.
+            notified.as_mut().enable();
+            let phase = *self.phase.lock().expect("clock lock");
+            let (deadline, name) = match phase {
+                Phase::Head(since) => (since + options.header_read_timeout, "header_read_timeout"),
+                Phase::Idle(since) => (since + options.idle_timeout, "idle_timeout"),
+                Phase::Busy => {
+                    notified.await;
+                    continue;
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return name,
+                _ = notified => {}
+            }
+        }
+    }
+}
+
+/// Marks the connection idle when its request's handler is done.
+struct BusyGuard(Arc<Clock>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.set(|_| Some(Phase::Idle(Instant::now())));
+    }
+}
+
+/// The TCP stream, reporting reads to the connection's clock.
+struct Watched {
+    inner: TcpStream,
+    clock: Arc<Clock>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.clock.bytes_read();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
