@@ -1,8 +1,9 @@
 //! The HTTP listener: accepts connections and serves each with hyper's
 //! HTTP/1, bounding what one client can hold. A connection must deliver a
 //! complete request head within `header_read_timeout` (silent and half-sent
-//! requests are closed), may wait at most `idle_timeout` between requests,
-//! and at most `max_connections` are served at once: further ones are
+//! requests are closed), may wait at most `idle_timeout` between requests
+//! or while its request body stalls, and at most `max_connections` are
+//! served at once: further ones are
 //! closed as they arrive, so clients already connected keep being served.
 //! Shutdown stops accepting, lets each connection finish its request, and
 //! waits for them at most `shutdown_timeout`.
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -128,7 +129,9 @@ impl Connection {
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             // Handlers (login throttling) read the peer address from here.
             req.extensions_mut().insert(ConnectInfo(peer));
-            let busy = requests.request_started();
+            let busy = requests.request_started(!req.body().is_end_stream());
+            let clock = requests.clone();
+            let req = req.map(|inner| WatchedBody { inner, clock });
             let router = router.clone();
             async move {
                 let response: Result<_, Infallible> = router.oneshot(req).await;
@@ -179,8 +182,13 @@ enum Phase {
     /// Waiting for a request head to complete, since the connection opened
     /// or since the first byte of a request arrived.
     Head(Instant),
-    /// A request is being handled; handlers bound their own work.
-    Busy,
+    /// A request is being handled. While its body is still arriving the
+    /// connection must keep moving (`last_read`); once it is in, handlers
+    /// bound their own work.
+    Busy {
+        body_pending: bool,
+        last_read: Instant,
+    },
     /// Kept alive between requests since the last response.
     Idle(Instant),
 }
@@ -210,15 +218,43 @@ impl Clock {
     /// a head is under way more bytes do not extend its deadline, so
     /// trickling one byte at a time does not keep a connection.
     fn bytes_read(&self) {
-        self.set(|phase| match phase {
-            Phase::Idle(_) => Some(Phase::Head(Instant::now())),
-            _ => None,
-        });
+        let mut phase = self.phase.lock().expect("clock lock");
+        match *phase {
+            Phase::Idle(_) => {
+                *phase = Phase::Head(Instant::now());
+                self.changed.notify_waiters();
+            }
+            // A later deadline needs no wake-up: `expired` re-reads the
+            // phase when its timer fires.
+            Phase::Busy {
+                body_pending: true,
+                ref mut last_read,
+            } => *last_read = Instant::now(),
+            _ => {}
+        }
     }
 
-    fn request_started(self: &Arc<Self>) -> BusyGuard {
-        self.set(|_| Some(Phase::Busy));
+    fn request_started(self: &Arc<Self>, body_pending: bool) -> BusyGuard {
+        self.set(|_| {
+            Some(Phase::Busy {
+                body_pending,
+                last_read: Instant::now(),
+            })
+        });
         BusyGuard(self.clone())
+    }
+
+    fn body_done(&self) {
+        self.set(|phase| match phase {
+            Phase::Busy {
+                body_pending: true,
+                last_read,
+            } => Some(Phase::Busy {
+                body_pending: false,
+                last_read,
+            }),
+            _ => None,
+        });
     }
 
     /// Resolves when the current phase outlives its limit; returns its name.
@@ -232,13 +268,26 @@ impl Clock {
             let (deadline, name) = match phase {
                 Phase::Head(since) => (since + options.header_read_timeout, "header_read_timeout"),
                 Phase::Idle(since) => (since + options.idle_timeout, "idle_timeout"),
-                Phase::Busy => {
+                Phase::Busy {
+                    body_pending: true,
+                    last_read,
+                } => (
+                    last_read + options.idle_timeout,
+                    "idle_timeout (request body)",
+                ),
+                Phase::Busy {
+                    body_pending: false,
+                    ..
+                } => {
                     notified.await;
                     continue;
                 }
             };
+            if Instant::now() >= deadline {
+                return name;
+            }
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => return name,
+                _ = tokio::time::sleep_until(deadline) => {}
                 _ = notified => {}
             }
         }
@@ -251,6 +300,38 @@ struct BusyGuard(Arc<Clock>);
 impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.0.set(|_| Some(Phase::Idle(Instant::now())));
+    }
+}
+
+/// A request body, reporting its end to the connection's clock.
+struct WatchedBody {
+    inner: Incoming,
+    clock: Arc<Clock>,
+}
+
+impl hyper::body::Body for WatchedBody {
+    type Data = <Incoming as hyper::body::Body>::Data;
+    type Error = <Incoming as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None | Some(Err(_))) => self.clock.body_done(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.clock.body_done(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -240,6 +240,22 @@ async fn regression_idle_keep_alive_connections_are_closed_after_the_idle_timeou
 }
 
 #[tokio::test]
+async fn regression_a_stalled_request_body_is_closed_after_the_idle_timeout() {
+    let fb = Flagbase::start_with(
+        Options::default()
+            .set("server.idle_timeout", "1s")
+            .set("server.header_read_timeout", "10m"),
+    )
+    .await;
+    let mut conn = connect(&fb);
+    conn.write_all(
+        b"POST /auth/login HTTP/1.1\r\nHost: flagbase\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"email\":",
+    )
+    .unwrap();
+    assert_eq!(read_until_closed(&mut conn), b"");
+}
+
+#[tokio::test]
 async fn regression_a_connection_cap_closes_the_excess_and_keeps_serving() {
     let fb = Flagbase::start_with(
         Options::default()
