@@ -122,7 +122,15 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            // One line, whatever the source error's text looks like, so
+            // supervisors and scripts can rely on the last line.
+            let message: Vec<&str> = f
+                .message
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!("error: {}", message.join("; "));
             ExitCode::from(f.code)
         }
     }
