@@ -2,8 +2,8 @@
 //! HTTP/1, bounding what one client can hold. A connection must deliver a
 //! complete request head within `header_read_timeout` (silent and half-sent
 //! requests are closed), may wait at most `idle_timeout` between requests
-//! or while its request body stalls, and at most `max_connections` are
-//! served at once: further ones are
+//! or while a request body or response stalls, and at most
+//! `max_connections` are served at once: further ones are
 //! closed as they arrive, so clients already connected keep being served.
 //! Shutdown stops accepting, lets each connection finish its request, and
 //! waits for them at most `shutdown_timeout`.
@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::Body as AxumBody;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
@@ -83,7 +84,7 @@ pub async fn serve(
             peer,
             options,
             full: full.clone(),
-            _slot: slot,
+            slot: Some(slot),
         };
         tokio::spawn(connection.serve(stream, router.clone(), shutdown.clone()));
     }
@@ -113,7 +114,7 @@ struct Connection {
     peer: SocketAddr,
     options: ServeOptions,
     full: Arc<AtomicBool>,
-    _slot: OwnedSemaphorePermit,
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Connection {
@@ -134,9 +135,11 @@ impl Connection {
             let req = req.map(|inner| WatchedBody { inner, clock });
             let router = router.clone();
             async move {
-                let response: Result<_, Infallible> = router.oneshot(req).await;
-                drop(busy);
-                response
+                let response = router.oneshot(req).await?;
+                busy.responding();
+                // The connection is idle once the response is written, which
+                // is when hyper drops its body (and with it the guard).
+                Ok::<_, Infallible>(response.map(|inner| GuardedBody { inner, _busy: busy }))
             }
         });
         let mut builder = http1::Builder::new();
@@ -154,7 +157,6 @@ impl Connection {
                     break;
                 }
                 phase = clock.expired(&self.options) => {
-                    // No request is in progress, so nothing is cut short.
                     tracing::debug!(%peer, phase, "closing a connection that timed out");
                     break;
                 }
@@ -169,7 +171,8 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        // The slot is released right after this (fields drop after `drop`).
+        // Free the slot before saying so.
+        drop(self.slot.take());
         if self.full.swap(false, Ordering::Relaxed) {
             tracing::info!("a connection ended; accepting new connections again");
         }
@@ -182,14 +185,17 @@ enum Phase {
     /// Waiting for a request head to complete, since the connection opened
     /// or since the first byte of a request arrived.
     Head(Instant),
-    /// A request is being handled. While its body is still arriving the
-    /// connection must keep moving (`last_read`); once it is in, handlers
-    /// bound their own work.
+    /// A request is being handled. While its body is still arriving, or
+    /// its response is being written, bytes must keep moving (`last_io`);
+    /// while the handler works, handlers bound their own work. A streamed
+    /// response must therefore send something at least every
+    /// `idle_timeout`.
     Busy {
         body_pending: bool,
-        last_read: Instant,
+        responding: bool,
+        last_io: Instant,
     },
-    /// Kept alive between requests since the last response.
+    /// Kept alive between requests since the last response was written.
     Idle(Instant),
 }
 
@@ -206,10 +212,13 @@ impl Clock {
         }
     }
 
-    fn set(&self, update: impl FnOnce(Phase) -> Option<Phase>) {
+    /// Changes the phase; `notify` wakes `expired` to pick a new deadline.
+    /// Only moving a deadline later needs no wake-up: `expired` re-reads the
+    /// phase when its timer fires.
+    fn update(&self, notify: bool, change: impl FnOnce(&mut Phase)) {
         let mut phase = self.phase.lock().expect("clock lock");
-        if let Some(next) = update(*phase) {
-            *phase = next;
+        change(&mut phase);
+        if notify {
             self.changed.notify_waiters();
         }
     }
@@ -219,41 +228,47 @@ impl Clock {
     /// trickling one byte at a time does not keep a connection.
     fn bytes_read(&self) {
         let mut phase = self.phase.lock().expect("clock lock");
-        match *phase {
+        match &mut *phase {
             Phase::Idle(_) => {
                 *phase = Phase::Head(Instant::now());
                 self.changed.notify_waiters();
             }
-            // A later deadline needs no wake-up: `expired` re-reads the
-            // phase when its timer fires.
             Phase::Busy {
                 body_pending: true,
-                ref mut last_read,
-            } => *last_read = Instant::now(),
+                last_io,
+                ..
+            } => *last_io = Instant::now(),
             _ => {}
         }
     }
 
+    fn bytes_written(&self) {
+        if let Phase::Busy {
+            responding: true,
+            last_io,
+            ..
+        } = &mut *self.phase.lock().expect("clock lock")
+        {
+            *last_io = Instant::now();
+        }
+    }
+
     fn request_started(self: &Arc<Self>, body_pending: bool) -> BusyGuard {
-        self.set(|_| {
-            Some(Phase::Busy {
+        self.update(true, |phase| {
+            *phase = Phase::Busy {
                 body_pending,
-                last_read: Instant::now(),
-            })
+                responding: false,
+                last_io: Instant::now(),
+            }
         });
         BusyGuard(self.clone())
     }
 
     fn body_done(&self) {
-        self.set(|phase| match phase {
-            Phase::Busy {
-                body_pending: true,
-                last_read,
-            } => Some(Phase::Busy {
-                body_pending: false,
-                last_read,
-            }),
-            _ => None,
+        self.update(true, |phase| {
+            if let Phase::Busy { body_pending, .. } = phase {
+                *body_pending = false;
+            }
         });
     }
 
@@ -269,16 +284,11 @@ impl Clock {
                 Phase::Head(since) => (since + options.header_read_timeout, "header_read_timeout"),
                 Phase::Idle(since) => (since + options.idle_timeout, "idle_timeout"),
                 Phase::Busy {
-                    body_pending: true,
-                    last_read,
-                } => (
-                    last_read + options.idle_timeout,
-                    "idle_timeout (request body)",
-                ),
-                Phase::Busy {
-                    body_pending: false,
-                    ..
-                } => {
+                    body_pending,
+                    responding,
+                    last_io,
+                } if body_pending || responding => (last_io + options.idle_timeout, "idle_timeout"),
+                Phase::Busy { .. } => {
                     notified.await;
                     continue;
                 }
@@ -294,12 +304,29 @@ impl Clock {
     }
 }
 
-/// Marks the connection idle when its request's handler is done.
+/// Held from a request's start until its response is written.
 struct BusyGuard(Arc<Clock>);
+
+impl BusyGuard {
+    fn responding(&self) {
+        self.0.update(true, |phase| {
+            if let Phase::Busy {
+                responding,
+                last_io,
+                ..
+            } = phase
+            {
+                *responding = true;
+                *last_io = Instant::now();
+            }
+        });
+    }
+}
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        self.0.set(|_| Some(Phase::Idle(Instant::now())));
+        self.0
+            .update(true, |phase| *phase = Phase::Idle(Instant::now()));
     }
 }
 
@@ -335,7 +362,33 @@ impl hyper::body::Body for WatchedBody {
     }
 }
 
-/// The TCP stream, reporting reads to the connection's clock.
+/// A response body that keeps its request busy until hyper drops it.
+struct GuardedBody {
+    inner: AxumBody,
+    _busy: BusyGuard,
+}
+
+impl hyper::body::Body for GuardedBody {
+    type Data = <AxumBody as hyper::body::Body>::Data;
+    type Error = <AxumBody as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The TCP stream, reporting progress to the connection's clock.
 struct Watched {
     inner: TcpStream,
     clock: Arc<Clock>,
@@ -362,7 +415,11 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.clock.bytes_written();
+        }
+        polled
     }
 
     fn poll_write_vectored(
@@ -370,7 +427,11 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.clock.bytes_written();
+        }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
