@@ -446,3 +446,79 @@ impl AsyncWrite for Watched {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPTIONS: ServeOptions = ServeOptions {
+        header_read_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+        max_connections: 1,
+        shutdown_timeout: Duration::from_secs(1),
+    };
+
+    /// Runs `expired` in paused time; `None` if it did not fire in a day.
+    async fn expires_after(clock: &Clock) -> Option<(&'static str, Duration)> {
+        let start = Instant::now();
+        let fired = tokio::time::timeout(Duration::from_secs(86_400), clock.expired(&OPTIONS));
+        fired.await.ok().map(|name| (name, start.elapsed()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_has_header_read_timeout_however_it_trickles() {
+        let clock = Clock::new();
+        assert_eq!(
+            expires_after(&clock).await,
+            Some(("header_read_timeout", Duration::from_secs(10)))
+        );
+        let clock = Clock::new();
+        tokio::time::advance(Duration::from_secs(9)).await;
+        clock.bytes_read();
+        assert_eq!(
+            expires_after(&clock).await,
+            Some(("header_read_timeout", Duration::from_secs(1)))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_working_handler_is_never_cut_off_and_idle_starts_after_the_response() {
+        let clock = Arc::new(Clock::new());
+        let busy = clock.request_started(false);
+        assert_eq!(expires_after(&clock).await, None, "the handler works");
+        busy.responding();
+        tokio::time::advance(Duration::from_secs(59)).await;
+        clock.bytes_written();
+        // A response that keeps moving is not cut off...
+        assert_eq!(
+            expires_after(&clock).await,
+            Some(("idle_timeout", Duration::from_secs(60))),
+            "...but one that stalls is"
+        );
+        drop(busy);
+        assert_eq!(
+            expires_after(&clock).await,
+            Some(("idle_timeout", Duration::from_secs(60)))
+        );
+        // The next request's first byte starts a head.
+        clock.bytes_read();
+        assert_eq!(
+            expires_after(&clock).await,
+            Some(("header_read_timeout", Duration::from_secs(10)))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_body_must_keep_arriving_until_it_is_in() {
+        let clock = Arc::new(Clock::new());
+        let _busy = clock.request_started(true);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        clock.bytes_read();
+        assert_eq!(
+            expires_after(&clock).await,
+            Some(("idle_timeout", Duration::from_secs(60)))
+        );
+        clock.body_done();
+        assert_eq!(expires_after(&clock).await, None, "the handler works");
+    }
+}
