@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs what the OpenFeature interop tests (tests/interop/, run by
-# tests/integration/ofrep_interop.rs) need:
+# Installs what the tests need beyond Rust:
+#   * `cc`, `node` >= 18, `npm`, `python3` with pip: with apt-get when run as
+#     root on Debian or Ubuntu (checked, and named if missing, otherwise)
 #   * the Node packages in tests/interop/node   (npm ci, from the lock file)
 #   * the Python packages in tests/interop/python/requirements.txt  (pip)
-# and checks that `node` >= 18, `npm` and `python3` (with pip) exist.
+# The OpenFeature interop tests (tests/interop/, run by
+# tests/integration/ofrep_interop.rs) use the last two.
 #
 # Idempotent and silent when everything is already in place. If something
 # cannot be installed it prints exactly what is missing and exits 1.
@@ -17,35 +19,64 @@ MIN_NODE=18
 
 missing=()
 
-# --- tools that are checked, not installed -------------------------------
-node_ok=false
-if command -v node >/dev/null 2>&1; then
-    node_version=$(node --version 2>/dev/null || true)
-    node_major=${node_version#v}
-    node_major=${node_major%%.*}
-    if [[ "$node_major" =~ ^[0-9]+$ ]] && (( node_major >= MIN_NODE )); then
-        node_ok=true
-    else
-        missing+=("node >= $MIN_NODE (found ${node_version:-an unknown version}): install Node.js $MIN_NODE or newer")
-    fi
-else
-    missing+=("node >= $MIN_NODE: install Node.js $MIN_NODE or newer (Debian: apt-get install nodejs npm)")
-fi
-if $node_ok && ! command -v npm >/dev/null 2>&1; then
-    missing+=("npm: install it (Debian: apt-get install npm)")
+# --- tools: installed with apt-get when we are root on Debian/Ubuntu --------
+# check_tools fills `apt_packages` (what apt-get would install) and
+# `tool_problems` (one line each, naming the exact fix).
+check_tools() {
+    apt_packages=()
+    tool_problems=()
     node_ok=false
-fi
-
-python_ok=false
-if command -v python3 >/dev/null 2>&1; then
-    if python3 -m pip --version >/dev/null 2>&1; then
-        python_ok=true
-    else
-        missing+=("pip for python3: install it (Debian: apt-get install python3-pip)")
+    python_ok=false
+    if ! command -v cc >/dev/null 2>&1; then
+        # Rust links with it, and the bundled SQLite is compiled with it.
+        apt_packages+=(gcc libc6-dev)
+        tool_problems+=("a C compiler (cc): install one (Debian: apt-get install gcc libc6-dev)")
     fi
-else
-    missing+=("python3: install Python 3.10 or newer (Debian: apt-get install python3 python3-pip)")
+    if command -v node >/dev/null 2>&1; then
+        node_version=$(node --version 2>/dev/null || true)
+        node_major=${node_version#v}
+        node_major=${node_major%%.*}
+        if [[ "$node_major" =~ ^[0-9]+$ ]] && (( node_major >= MIN_NODE )); then
+            node_ok=true
+        else
+            tool_problems+=("node >= $MIN_NODE (found ${node_version:-an unknown version}): install Node.js $MIN_NODE or newer")
+        fi
+    else
+        apt_packages+=(nodejs)
+        tool_problems+=("node >= $MIN_NODE: install Node.js $MIN_NODE or newer (Debian: apt-get install nodejs npm)")
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        apt_packages+=(npm)
+        tool_problems+=("npm: install it (Debian: apt-get install npm)")
+        node_ok=false
+    fi
+    if command -v python3 >/dev/null 2>&1; then
+        if python3 -m pip --version >/dev/null 2>&1; then
+            python_ok=true
+        else
+            apt_packages+=(python3-pip)
+            tool_problems+=("pip for python3: install it (Debian: apt-get install python3-pip)")
+        fi
+    else
+        apt_packages+=(python3 python3-pip)
+        tool_problems+=("python3: install Python 3.10 or newer (Debian: apt-get install python3 python3-pip)")
+    fi
+}
+
+check_tools
+if (( ${#apt_packages[@]} )) && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${apt_packages[*]} with apt-get"
+    log=$(mktemp)
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends "${apt_packages[@]}"; } >"$log" 2>&1; then
+        cat "$log" >&2
+    fi
+    rm -f "$log"
+    check_tools
+elif (( ${#apt_packages[@]} )) && command -v apt-get >/dev/null 2>&1; then
+    tool_problems+=("or, as root, all at once: apt-get install -y ${apt_packages[*]}")
 fi
+missing+=("${tool_problems[@]}")
 
 # --- Node packages -------------------------------------------------------
 if $node_ok; then
@@ -101,7 +132,7 @@ if $python_ok && ! python_satisfied; then
 fi
 
 if (( ${#missing[@]} )); then
-    echo "scripts/install-test-deps.sh: cannot set up the interop tests; missing:" >&2
+    echo "scripts/install-test-deps.sh: cannot set up the tests; missing:" >&2
     for m in "${missing[@]}"; do
         echo "  - $m" >&2
     done

@@ -37,6 +37,13 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     /// How long shutdown waits for in-flight requests before giving up.
     pub shutdown_timeout: HumanDuration,
+    /// How long a client has to send a complete request head, counted from
+    /// when it connects (or sends the first byte of a later request).
+    pub header_read_timeout: HumanDuration,
+    /// How long a kept-alive connection may wait for its next request.
+    pub idle_timeout: HumanDuration,
+    /// Connections served at once; further ones are closed on arrival.
+    pub max_connections: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -102,6 +109,9 @@ impl Default for Config {
                 port: 8080,
                 max_body_bytes: 1024 * 1024,
                 shutdown_timeout: HumanDuration::from_secs(30),
+                header_read_timeout: HumanDuration::from_secs(10),
+                idle_timeout: HumanDuration::from_secs(60),
+                max_connections: 10_000,
             },
             database: DatabaseConfig {
                 path: "flagbase.db".into(),
@@ -163,6 +173,19 @@ const ENV_NOT_KEYS: &[&str] = &["FLAGBASE_CONFIG", "FLAGBASE_LOG"];
 impl Config {
     /// Builds and validates the configuration from every layer.
     pub fn load(sources: &Sources<'_>) -> Result<Config, ConfigError> {
+        Config::load_noting(sources).map(|(config, _)| config)
+    }
+
+    /// Like `load`, and also returns one note per `FLAGBASE_*` variable that
+    /// was ignored, for the caller to log once logging is set up.
+    ///
+    /// Only a variable inside a known section (`FLAGBASE_SERVER_PROT`) must
+    /// be a key: it can only be a typo. Others are left alone, because
+    /// clients share the prefix (a CLI reads `FLAGBASE_SERVER` and
+    /// `FLAGBASE_TOKEN`) and must not stop a server started in the same
+    /// shell.
+    pub fn load_noting(sources: &Sources<'_>) -> Result<(Config, Vec<String>), ConfigError> {
+        let mut notes = Vec::new();
         let defaults = serde_yaml::to_value(Config::default()).expect("defaults serialise");
         let keys = leaf_keys(&defaults);
         let mut merged = defaults.clone();
@@ -194,16 +217,42 @@ impl Config {
         }
 
         let env_names: BTreeMap<String, &String> = keys.iter().map(|k| (env_name(k), k)).collect();
+        let section_prefixes: Vec<String> = defaults
+            .as_mapping()
+            .expect("defaults are a mapping")
+            .keys()
+            .filter_map(Value::as_str)
+            .map(|section| format!("{}_", env_name(section)))
+            .collect();
         for (name, value) in &sources.env {
             if !name.starts_with("FLAGBASE_") || ENV_NOT_KEYS.contains(&name.as_str()) {
                 continue;
             }
             let Some(key) = env_names.get(name) else {
                 let names: Vec<&str> = env_names.keys().map(String::as_str).collect();
-                return Err(ConfigError {
-                    origin: "environment".into(),
-                    message: format!("unknown variable {name}{}", suggestion(name, &names)),
-                });
+                let hint = suggestion(name, &names);
+                let in_section = section_prefixes
+                    .iter()
+                    .any(|p| name.len() > p.len() && name.starts_with(p.as_str()));
+                if in_section {
+                    return Err(ConfigError {
+                        origin: "environment".into(),
+                        message: format!("unknown variable {name}{hint}"),
+                    });
+                }
+                // Outside a section a name is most likely someone else's
+                // (FLAGBASE_SERVER is not a misspelt FLAGBASE_SERVER_HOST),
+                // so only a near miss earns a hint.
+                let near: Vec<&str> = names
+                    .iter()
+                    .copied()
+                    .filter(|c| strsim::damerau_levenshtein(name, c) <= 2)
+                    .collect();
+                notes.push(format!(
+                    "ignoring environment variable {name}: not a configuration key{}",
+                    suggestion(name, &near)
+                ));
+                continue;
             };
             set_leaf(&mut merged, key, value, &defaults);
             origins.insert((*key).clone(), name.clone());
@@ -238,7 +287,7 @@ impl Config {
             origin: origin_of(key),
             message: format!("{key}: {message}"),
         })?;
-        Ok(config)
+        Ok((config, notes))
     }
 
     /// Rejects values that parse but cannot work.
@@ -248,6 +297,25 @@ impl Config {
         }
         if self.server.max_body_bytes == 0 {
             return Err(("server.max_body_bytes", "must be at least 1".into()));
+        }
+        for (key, d) in [
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
+            ("server.idle_timeout", self.server.idle_timeout),
+        ] {
+            if d.get().is_zero() {
+                return Err((key, "must be longer than 0".into()));
+            }
+            // Beyond a day a timeout no longer protects anything, and a
+            // deadline that far out risks overflowing the timer.
+            if d.get() > std::time::Duration::from_secs(24 * 3600) {
+                return Err((key, "must be at most 24h".into()));
+            }
+        }
+        if self.server.max_connections == 0 {
+            return Err(("server.max_connections", "must be at least 1".into()));
         }
         if self.database.path.as_os_str().is_empty() {
             return Err(("database.path", "must not be empty".into()));
@@ -475,10 +543,108 @@ mod tests {
         })
     }
 
+    /// What users rely on when they start with no file, no variables and
+    /// no flags (README, Quick start).
     #[test]
-    fn defaults_are_valid() {
+    fn with_no_configuration_users_get_what_the_readme_promises() {
+        let secs = std::time::Duration::from_secs;
         let c = Config::load(&Sources::default()).unwrap();
-        assert_eq!(c, Config::default());
+        assert_eq!(c.server.host, "0.0.0.0");
+        assert_eq!(c.server.port, 8080);
+        // Relative, so the database lands in the working directory.
+        assert_eq!(c.database.path, Path::new("flagbase.db"));
+        assert_eq!(c.storage.base_path, Path::new("./data/storage"));
+        assert_eq!(c.events.nats_port, 4222);
+        assert_eq!(
+            (c.log.level.as_str(), c.log.format.as_str()),
+            ("info", "pretty")
+        );
+        assert_eq!(c.iam.jwt_secret, None, "generated on first start");
+        assert_eq!(c.iam.token_ttl.get(), secs(24 * 3600));
+        assert_eq!(c.server.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.server.shutdown_timeout.get(), secs(30));
+        assert_eq!(c.server.header_read_timeout.get(), secs(10));
+        assert_eq!(c.server.idle_timeout.get(), secs(60));
+        assert_eq!(c.server.max_connections, 10_000);
+    }
+
+    #[test]
+    fn connection_limits_are_validated() {
+        for (yaml, want) in [
+            (
+                "server:\n  header_read_timeout: 0s\n",
+                "server.header_read_timeout: must be longer than 0",
+            ),
+            (
+                "server:\n  idle_timeout: 0s\n",
+                "server.idle_timeout: must be longer than 0",
+            ),
+            (
+                "server:\n  idle_timeout: 25h\n",
+                "server.idle_timeout: must be at most 24h",
+            ),
+            (
+                "server:\n  max_connections: 0\n",
+                "server.max_connections: must be at least 1",
+            ),
+        ] {
+            let e = load_yaml(yaml).unwrap_err();
+            assert_eq!(e.to_string(), format!("config.yaml: {want}"));
+        }
+        let e = load_yaml("server:\n  max_connections: -1\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("config.yaml: server.max_connections:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn regression_client_variables_sharing_the_prefix_do_not_stop_the_server() {
+        let env = |pairs: &[(&str, &str)]| Sources {
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        let (c, notes) = Config::load_noting(&env(&[
+            ("FLAGBASE_TOKEN", "fbk_x"),
+            // A sibling of the server section's prefix, but no key in it.
+            ("FLAGBASE_SERVER", "http://flags.example.com"),
+            ("FLAGBASE_SERVER_PORT", "9000"),
+            ("FLAGBASE_SERVR_PORT", "1"),
+        ]))
+        .unwrap();
+        assert_eq!(c.server.port, 9000);
+        assert_eq!(
+            notes,
+            [
+                "ignoring environment variable FLAGBASE_TOKEN: not a configuration key",
+                "ignoring environment variable FLAGBASE_SERVER: not a configuration key",
+                "ignoring environment variable FLAGBASE_SERVR_PORT: not a configuration key (did you mean FLAGBASE_SERVER_PORT?)",
+            ]
+        );
+        // Inside a known section, an unknown name can only be a typo.
+        let e = Config::load_noting(&env(&[("FLAGBASE_SERVER_PROT", "1")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "environment: unknown variable FLAGBASE_SERVER_PROT (did you mean FLAGBASE_SERVER_PORT?)"
+        );
+        for name in [
+            "FLAGBASE_LOG_COLOUR",
+            "FLAGBASE_IAM_TOKEN",
+            "FLAGBASE_DATABASE_X",
+        ] {
+            let e = Config::load_noting(&env(&[(name, "1")])).unwrap_err();
+            let want = format!("environment: unknown variable {name}");
+            assert!(e.to_string().starts_with(&want), "{e}");
+        }
+        // Ours but not keys: neither an error nor a note.
+        let (_, notes) =
+            Config::load_noting(&env(&[("FLAGBASE_LOG", "debug"), ("FLAGBASE_CONFIG", "")]))
+                .unwrap();
+        assert!(notes.is_empty(), "{notes:?}");
     }
 
     #[test]

@@ -122,7 +122,15 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            // One line, whatever the source error's text looks like, so
+            // supervisors and scripts can rely on the last line.
+            let message: Vec<&str> = f
+                .message
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!("error: {}", message.join("; "));
             ExitCode::from(f.code)
         }
     }
@@ -178,7 +186,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 ));
             }
             let config = load_config(cli.config, flags)?;
-            flagbase::logging::init(&config.log.level, &config.log.format);
             runtime()?
                 .block_on(flagbase::server::start(config))
                 .map_err(Failure::runtime)
@@ -190,7 +197,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
             role,
         }) => {
             let config = load_config(cli.config, flags)?;
-            flagbase::logging::init(&config.log.level, &config.log.format);
             let password = if password_stdin {
                 read_password_from_stdin()?
             } else {
@@ -201,16 +207,27 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// Builds the configuration and sets up logging from it; what the loader
+/// ignored is logged once logging exists.
 fn load_config(
     file: Option<PathBuf>,
     flags: Vec<(String, String, String)>,
 ) -> Result<Config, Failure> {
-    Config::load(&Sources {
+    let (config, notes) = Config::load_noting(&Sources {
         file: file.as_deref(),
-        env: std::env::vars().collect(),
+        // vars_os: a variable that is not UTF-8 must not panic the CLI; it
+        // cannot be one of ours, whose names and values are text.
+        env: std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
         flags,
     })
-    .map_err(Failure::usage)
+    .map_err(Failure::usage)?;
+    flagbase::logging::init(&config.log.level, &config.log.format);
+    for note in notes {
+        tracing::warn!("{note}");
+    }
+    Ok(config)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

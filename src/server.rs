@@ -2,7 +2,7 @@
 //! listeners, prints the banner, and runs every long-lived part until one
 //! shared shutdown signal (SIGINT or SIGTERM) stops them in order.
 
-use std::future::IntoFuture;
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::flags::Flags;
-use crate::http::{self, AppState, HttpOptions};
+use crate::http::{self, AppState, HttpOptions, ServeOptions};
 use crate::iam::Iam;
 use crate::storage::sqlite::{OpenError, SqliteOptions};
 use crate::storage::{SqliteStore, Store};
@@ -101,71 +101,84 @@ pub async fn start(config: Config) -> Result<(), StartError> {
             max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
         },
     );
-    let result = serve_http(
-        listener,
-        router,
-        shutdown_rx,
-        config.server.shutdown_timeout.get(),
-    )
-    .await;
+    let serve_options = ServeOptions {
+        header_read_timeout: config.server.header_read_timeout.get(),
+        idle_timeout: config.server.idle_timeout.get(),
+        max_connections: connection_cap(config.server.max_connections, open_file_limit()),
+        shutdown_timeout: config.server.shutdown_timeout.get(),
+    };
+    http::serve(listener, router, serve_options, shutdown_rx).await;
     store.close().await;
     tracing::info!("shutdown complete");
-    result
+    Ok(())
 }
 
-/// Serves until shutdown, then lets in-flight requests finish for at most
-/// `grace` before giving up on them.
-async fn serve_http(
-    listener: TcpListener,
-    router: axum::Router,
-    shutdown: watch::Receiver<bool>,
-    grace: std::time::Duration,
-) -> Result<(), StartError> {
-    let mut signalled = shutdown.clone();
-    let serving = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = signalled.wait_for(|stop| *stop).await;
-    });
-    let serving = serving.into_future();
-    tokio::pin!(serving);
-    let mut deadline = shutdown;
-    tokio::select! {
-        result = &mut serving => return result.map_err(StartError::Serve),
-        _ = deadline.wait_for(|stop| *stop) => {}
+/// File descriptors kept back from connections: the database and its WAL,
+/// the listener, logs, and a margin for what later components open.
+const RESERVED_FILES: u64 = 64;
+
+/// The configured connection cap, lowered to what the open-file limit
+/// allows: past it `accept` fails and nobody, not even `/health`, gets in;
+/// under it excess connections are closed and the rest keep working.
+fn connection_cap(configured: u32, open_files: Option<u64>) -> u32 {
+    let Some(limit) = open_files else {
+        return configured;
+    };
+    let allowed = u32::try_from(limit.saturating_sub(RESERVED_FILES).max(1)).unwrap_or(u32::MAX);
+    if allowed < configured {
+        tracing::warn!(
+            configured,
+            serving = allowed,
+            open_file_limit = limit,
+            "server.max_connections is above what the open-file limit allows; raise `ulimit -n` to serve more"
+        );
+        return allowed;
     }
-    match tokio::time::timeout(grace, serving).await {
-        Ok(result) => result.map_err(StartError::Serve),
-        Err(_) => {
-            tracing::warn!(grace = ?grace, "in-flight requests did not finish in time; closing them");
-            Ok(())
-        }
-    }
+    configured
+}
+
+/// The soft limit on open files, where the platform tells us (Linux).
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_file_limit(&limits)
+}
+
+fn parse_open_file_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    // "Max open files  1024  524288  files": the soft limit comes first.
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 async fn wait_for_signal(tx: watch::Sender<bool>) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
     #[cfg(unix)]
     let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?
+            .recv()
+            .await;
+        Ok(())
     };
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
+    let term = std::future::pending::<std::io::Result<()>>();
     tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+        _ = signal("SIGINT", tokio::signal::ctrl_c()) => {}
+        _ = signal("SIGTERM", term) => {}
     }
     tracing::info!("shutdown requested; finishing in-flight requests");
     let _ = tx.send(true);
+}
+
+/// Resolves when `received` does. A handler that cannot be installed is
+/// logged and never resolves: the server keeps serving, and the other
+/// signal may still stop it.
+async fn signal(name: &str, received: impl Future<Output = std::io::Result<()>>) {
+    if let Err(e) = received.await {
+        tracing::warn!(signal = name, error = %e, "cannot listen for {name}; it will not stop the server");
+        std::future::pending::<()>().await;
+    }
 }
 
 fn absolute(path: &Path) -> String {
@@ -207,4 +220,41 @@ fn print_banner(config: &Config, http: SocketAddr, iam: &Iam) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn regression_a_signal_handler_that_fails_to_install_does_not_stop_the_server() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let mut waiting = std::pin::pin!(async {
+            tokio::select! {
+                _ = signal("SIGINT", async { Err(std::io::Error::other("no handler")) }) => {}
+                _ = signal("SIGTERM", async { rx.await.map_err(std::io::Error::other) }) => {}
+            }
+        });
+        // The failed handler resolves at once; before the fix that was
+        // taken as a signal. A correct wait is still pending after it.
+        assert!(futures_poll_once(waiting.as_mut()).await.is_pending());
+        tx.send(()).unwrap();
+        waiting.await;
+    }
+
+    /// Polls a future exactly once.
+    async fn futures_poll_once<F: Future + Unpin>(f: F) -> std::task::Poll<F::Output> {
+        let mut f = f;
+        std::future::poll_fn(|cx| std::task::Poll::Ready(std::pin::Pin::new(&mut f).poll(cx))).await
+    }
+
+    #[test]
+    fn the_connection_cap_stays_under_the_open_file_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n";
+        assert_eq!(parse_open_file_limit(limits), Some(1024));
+        assert_eq!(connection_cap(10_000, Some(1024)), 1024 - 64);
+        assert_eq!(connection_cap(100, Some(1024)), 100);
+        assert_eq!(connection_cap(100, Some(10)), 1);
+        assert_eq!(connection_cap(100, None), 100);
+    }
 }

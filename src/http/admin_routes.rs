@@ -2,13 +2,13 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::{ApiError, Json, Query};
+use super::error::{ApiError, Json, Path, Query};
 use super::flag_routes::page_limit;
 use super::AppState;
 use crate::duration::HumanDuration;

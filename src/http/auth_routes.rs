@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::MaybeCaller;
-use super::error::{ApiError, Json};
+use super::error::{ApiError, ConnectInfo, Json};
 use super::AppState;
 use crate::iam::{Caller, Credential, Session};
 use crate::model::Role;

@@ -2,7 +2,8 @@
 //! from a handler, an extractor, a missing route or a panic, has the shape
 //! `{"error": "<human message>", "code": "<machine code>"}`.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -110,7 +111,16 @@ impl From<JsonRejection> for ApiError {
                 format!("invalid request body: {}", source_text(&e)),
             ),
             other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
-            other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", other.body_text()),
+            // The body could not be read (the client went away or sent a
+            // broken chunked body): axum's text would carry hyper's error.
+            other => {
+                tracing::debug!(error = %other.body_text(), "cannot read the request body");
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "cannot read the request body",
+                )
+            }
         }
     }
 }
@@ -163,6 +173,70 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
                 })?;
         Ok(Query(value))
     }
+}
+
+/// `axum::extract::Path` with our error shape: a drop-in (`Path(key):
+/// Path<String>`), so handlers change only their import.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => Err(path_rejection(rejection)),
+        }
+    }
+}
+
+fn path_rejection(rejection: PathRejection) -> ApiError {
+    let kind = match rejection {
+        PathRejection::FailedToDeserializePathParams(e) => e.into_kind(),
+        // A route without the parameters its handler asks for: our bug.
+        other => return internal(format!("path extraction: {other}")),
+    };
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid", message);
+    match kind {
+        ErrorKind::InvalidUtf8InPathParam { key } => bad(format!(
+            "path parameter `{key}` is not valid UTF-8 once percent-decoded"
+        )),
+        ErrorKind::ParseError { .. }
+        | ErrorKind::ParseErrorAtKey { .. }
+        | ErrorKind::ParseErrorAtIndex { .. }
+        | ErrorKind::DeserializeError { .. } => bad(format!("invalid path parameter: {kind}")),
+        // Wrong arity, unsupported types, custom messages: the handler's
+        // declaration does not fit its route.
+        other => internal(format!("path extraction: {other}")),
+    }
+}
+
+/// `axum::extract::ConnectInfo` with our error shape. The server always
+/// provides it; a missing one is our bug, answered as a JSON 500.
+pub struct ConnectInfo<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ConnectInfo<T>
+where
+    T: Clone + Send + Sync + 'static,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::ConnectInfo::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::ConnectInfo(value)) => Ok(ConnectInfo(value)),
+            Err(e) => Err(internal(format!("connection info: {e}"))),
+        }
+    }
+}
+
+/// A 500 whose detail is logged once, in the request's span, and never sent.
+fn internal(detail: String) -> ApiError {
+    ApiError::from(Error::Internal(detail))
 }
 
 pub async fn route_not_found() -> ApiError {

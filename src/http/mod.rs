@@ -9,6 +9,7 @@ pub mod error;
 mod flag_routes;
 mod ofrep;
 mod request;
+mod serve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use crate::flags::Flags;
 use crate::iam::Iam;
 use crate::storage::Store;
 use error::ApiError;
+pub use serve::{serve, ServeOptions};
 
 #[derive(Clone)]
 pub struct AppState {

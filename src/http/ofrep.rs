@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use flagbase_engine::{Context, ErrorCode, Evaluation, Reason, Snapshot};
@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::error::{payload_too_large, ApiError};
+use super::error::{payload_too_large, ApiError, Path};
 use super::flag_routes::{condition, Condition};
 use super::AppState;
 use crate::error::Error;

@@ -1,6 +1,8 @@
 //! The command line: version, configuration layers and every rejected
 //! configuration, listen failures, and `user create`.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use crate::harness::{run_cli, stderr_of, Flagbase, Options, PASSWORD};
@@ -264,4 +266,43 @@ fn user_create(
 async fn launch_in(dir: &std::path::Path) -> Flagbase {
     let db = dir.join("flagbase.db");
     Flagbase::start_with(Options::default().set("database.path", db.to_str().unwrap())).await
+}
+
+/// What the README promises with no configuration at all: `flagbase.db` in
+/// the working directory and every interface. Only `--port 0` is given,
+/// because 8080 may be taken where the tests run.
+#[tokio::test]
+async fn with_no_configuration_the_database_is_created_in_the_working_directory() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let fb = Flagbase::start_plain(dir.clone(), &["start", "--port", "0"]);
+    let cwd = std::fs::canonicalize(dir.path()).unwrap();
+    assert!(cwd.join("flagbase.db").is_file(), "flagbase.db in the cwd");
+    let banner = fb.stdout.all().join("\n");
+    assert!(
+        banner.contains(&format!("database: {}", cwd.join("flagbase.db").display())),
+        "{banner}"
+    );
+    assert!(banner.contains("http:     http://0.0.0.0:"), "{banner}");
+    assert_eq!(fb.get("/health", None).await.status, 200);
+}
+
+/// A CLI client reads FLAGBASE_SERVER and FLAGBASE_TOKEN; a server started
+/// in the same shell must not refuse them as unknown configuration.
+#[tokio::test]
+async fn regression_client_variables_in_the_environment_do_not_stop_start() {
+    let fb = Flagbase::start_with(Options {
+        env: vec![
+            ("FLAGBASE_TOKEN".into(), "x".into()),
+            ("FLAGBASE_SERVER".into(), "http://x".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(fb.get("/health", None).await.status, 200);
+    for name in ["FLAGBASE_TOKEN", "FLAGBASE_SERVER"] {
+        let line = fb.stderr.wait_for("a warning about {name}", |l| {
+            l.contains(&format!("ignoring environment variable {name}:"))
+        });
+        assert!(line.contains("\"level\":\"WARN\""), "{line}");
+    }
 }

@@ -182,3 +182,32 @@ async fn request_ids_are_echoed_or_generated_and_logged() {
     assert_eq!(entry["path"], "/health");
     assert!(entry["latency_ms"].as_f64().is_some(), "{line}");
 }
+
+#[tokio::test]
+async fn regression_invalid_utf8_in_a_path_segment_is_a_json_400() {
+    let fb = Flagbase::start().await;
+    let admin = fb.setup_admin("root@example.com").await;
+    // axum's own Path rejection answered these in text/plain.
+    for path in [
+        "/api/v1/flags/%FF",
+        "/api/v1/flags/a%C3%28b/history",
+        "/api/v1/users/%FE/role",
+        "/ofrep/v1/evaluate/flags/%FF",
+    ] {
+        let req = if path.starts_with("/ofrep") {
+            fb.http.post(fb.url(path)).json(&json!({"context": {}}))
+        } else if path.ends_with("/role") {
+            fb.http.put(fb.url(path)).json(&json!({"role": "user"}))
+        } else {
+            fb.http.get(fb.url(path))
+        };
+        let r = fb.send(req.bearer_auth(&admin)).await;
+        assert_eq!(r.error(400), "invalid", "{path}");
+        assert_eq!(r.header("content-type"), Some("application/json"), "{path}");
+        assert!(
+            r.body["error"].as_str().unwrap().contains("UTF-8"),
+            "{path}: {}",
+            r.body
+        );
+    }
+}

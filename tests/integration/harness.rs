@@ -171,6 +171,19 @@ impl Flagbase {
         cmd.args(["start", "--host", "127.0.0.1", "--port", "0"]);
         cmd.args(&options.args);
         cmd.envs(options.env.iter().map(|(k, v)| (k, v)));
+        Self::spawn(cmd, dir, options)
+    }
+
+    /// Runs `flagbase` in `dir` with exactly `args` and nothing added (no
+    /// host, log or config flags), for tests of what users get by default.
+    pub fn start_plain(dir: Arc<tempfile::TempDir>, args: &[&str]) -> Flagbase {
+        let mut cmd = command(dir.path());
+        cmd.args(args);
+        Self::spawn(cmd, dir, Options::default())
+    }
+
+    /// Starts `cmd` (a `flagbase … start`) and waits for its banner.
+    fn spawn(mut cmd: Command, dir: Arc<tempfile::TempDir>, options: Options) -> Flagbase {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -192,7 +205,12 @@ impl Flagbase {
             );
         }
         let line = stdout.wait_for("the banner's http line", |l| l.contains("http:"));
-        let base = line.split_whitespace().last().unwrap().to_string();
+        // A server on every interface is reached through loopback.
+        let base = line
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .replace("//0.0.0.0:", "//127.0.0.1:");
         let setup_token = stdout
             .all()
             .iter()

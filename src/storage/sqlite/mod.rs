@@ -54,6 +54,9 @@ pub struct SqliteOptions {
 
 pub struct SqliteStore {
     pool: Pool,
+    /// How many reader connections the pool holds (tests visit each).
+    #[cfg_attr(not(test), allow(dead_code))]
+    readers: usize,
 }
 
 impl SqliteStore {
@@ -84,21 +87,31 @@ impl SqliteStore {
             Arc::new(move || open_reader(&rp, timeout)),
         )
         .map_err(sqlite_err)?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            readers: options.readers,
+        })
     }
 }
+
+/// The settings every connection must have in force. Checked on each
+/// connection as it opens: a pragma that silently did not take (a build
+/// without WAL, a read-only file system, a typo) would otherwise weaken
+/// durability without any test noticing, since `kill -9` keeps the page
+/// cache and so cannot tell `synchronous=FULL` from `OFF`.
+const PRAGMAS: &[(&str, i64)] = &[
+    // 2 = FULL: every commit is fsynced before it is acknowledged.
+    ("synchronous", 2),
+    ("foreign_keys", 1),
+];
 
 fn open_writer(path: &Path, busy: Duration) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(busy)?;
     // journal_mode answers with a row, so it is read rather than executed.
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(rusqlite::Error::InvalidParameterName(format!(
-            "cannot switch the database to WAL mode (got {mode})"
-        )));
-    }
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    // WAL is a property of the file: set once here, in force for readers.
+    let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    configure(&conn, busy)?;
     Ok(conn)
 }
 
@@ -106,20 +119,102 @@ fn open_reader(path: &Path, busy: Duration) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(busy)?;
+    configure(&conn, busy)?;
+    if !conn.is_readonly(rusqlite::MAIN_DB)? {
+        return Err(refused("a reader connection is not read-only"));
+    }
     Ok(conn)
 }
 
+/// Applies `PRAGMAS` and fails unless they, WAL and the busy timeout are
+/// all in force on `conn`.
+fn configure(conn: &Connection, busy: Duration) -> rusqlite::Result<()> {
+    for (name, value) in PRAGMAS {
+        conn.pragma_update(None, name, value)?;
+    }
+    let found = pragmas(conn)?;
+    let busy_ms = i64::try_from(busy.as_millis()).unwrap_or(i64::MAX);
+    if !found.journal_mode.eq_ignore_ascii_case("wal") {
+        return Err(refused(&format!(
+            "cannot switch the database to WAL mode (got {})",
+            found.journal_mode
+        )));
+    }
+    for (name, want) in PRAGMAS {
+        let got = found.get(name);
+        if got != *want {
+            return Err(refused(&format!(
+                "PRAGMA {name} is {got} after setting it to {want}"
+            )));
+        }
+    }
+    if found.busy_timeout_ms != busy_ms {
+        return Err(refused(&format!(
+            "PRAGMA busy_timeout is {} ms after setting it to {busy_ms} ms",
+            found.busy_timeout_ms
+        )));
+    }
+    Ok(())
+}
+
+/// The settings in force on one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pragmas {
+    journal_mode: String,
+    synchronous: i64,
+    foreign_keys: i64,
+    busy_timeout_ms: i64,
+}
+
+impl Pragmas {
+    fn get(&self, name: &str) -> i64 {
+        match name {
+            "synchronous" => self.synchronous,
+            "foreign_keys" => self.foreign_keys,
+            _ => unreachable!("PRAGMAS names only known settings"),
+        }
+    }
+}
+
+fn pragmas(conn: &Connection) -> rusqlite::Result<Pragmas> {
+    let read = |name: &str| conn.pragma_query_value(None, name, |r| r.get::<_, i64>(0));
+    Ok(Pragmas {
+        journal_mode: conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?,
+        synchronous: read("synchronous")?,
+        foreign_keys: read("foreign_keys")?,
+        busy_timeout_ms: read("busy_timeout")?,
+    })
+}
+
+fn refused(message: &str) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+        Some(message.to_string()),
+    )
+}
+
 /// Maps driver errors to kinds; constraint failures are the caller's doing.
+///
+/// The driver's text names tables, columns and constraints, so it never
+/// becomes a message a client sees: it is logged here, inside the request's
+/// span (which carries the request id), and callers that expect a
+/// particular constraint replace the generic message with a precise one.
 fn db_err(e: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode;
     match e.sqlite_error_code() {
-        Some(ErrorCode::ConstraintViolation) => Error::Conflict(e.to_string()),
+        Some(ErrorCode::ConstraintViolation) => {
+            tracing::debug!(error = %e, "constraint violation");
+            Error::Conflict(CONFLICT.into())
+        }
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             Error::Unavailable("the database is busy; try again".into())
         }
         _ => Error::internal(e),
     }
 }
+
+/// What a client learns about a constraint no caller anticipated.
+const CONFLICT: &str = "the change conflicts with data already stored";
 
 /// The current time at the precision stored, so a returned record equals
 /// the one read back later.
@@ -284,5 +379,119 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Condvar, Mutex};
+
+    use super::*;
+
+    /// Lets `n` blocking closures through only together, so `n` concurrent
+    /// reads must each hold a different connection; a pool that handed out
+    /// fewer makes `arrive` time out instead of hanging the test.
+    struct Gate {
+        arrived: Mutex<usize>,
+        changed: Condvar,
+        n: usize,
+    }
+
+    impl Gate {
+        fn arrive(&self) -> bool {
+            let mut arrived = self.arrived.lock().unwrap();
+            *arrived += 1;
+            self.changed.notify_all();
+            let (arrived, wait) = self
+                .changed
+                .wait_timeout_while(arrived, Duration::from_secs(30), |a| *a < self.n)
+                .unwrap();
+            drop(arrived);
+            !wait.timed_out()
+        }
+    }
+
+    fn open(dir: &Path, readers: usize) -> Arc<SqliteStore> {
+        Arc::new(
+            SqliteStore::open(&SqliteOptions {
+                path: dir.join("flagbase.db"),
+                readers,
+                busy_timeout: Duration::from_millis(1234),
+            })
+            .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_pool_connection_has_wal_full_sync_and_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 4);
+        let expected = Pragmas {
+            journal_mode: "wal".into(),
+            synchronous: 2,
+            foreign_keys: 1,
+            busy_timeout_ms: 1234,
+        };
+        let writer = store
+            .pool
+            .write(|c| {
+                assert!(!c.is_readonly(rusqlite::MAIN_DB).unwrap());
+                pragmas(c).map_err(db_err)
+            })
+            .await
+            .unwrap();
+        assert_eq!(writer, expected, "writer");
+
+        let gate = Arc::new(Gate {
+            arrived: Mutex::new(0),
+            changed: Condvar::new(),
+            n: store.readers,
+        });
+        let mut reads = tokio::task::JoinSet::new();
+        for _ in 0..store.readers {
+            let (store, gate) = (store.clone(), gate.clone());
+            reads.spawn(async move {
+                store
+                    .pool
+                    .read(move |c| {
+                        let found = pragmas(c).map_err(db_err)?;
+                        let read_only = c.is_readonly(rusqlite::MAIN_DB).map_err(db_err)?;
+                        assert!(gate.arrive(), "the readers are not distinct connections");
+                        Ok((found, read_only))
+                    })
+                    .await
+            });
+        }
+        let mut seen = 0;
+        while let Some(joined) = reads.join_next().await {
+            let (found, read_only) = joined.unwrap().unwrap();
+            assert_eq!(found, expected, "reader");
+            assert!(read_only, "readers are read-only");
+            seen += 1;
+        }
+        assert_eq!(seen, 4);
+        store.close().await;
+    }
+
+    #[test]
+    fn a_connection_that_cannot_use_wal_is_refused() {
+        // An in-memory database answers `memory` to journal_mode = WAL.
+        let e = open_writer(Path::new(":memory:"), Duration::from_secs(1)).unwrap_err();
+        assert!(e.to_string().contains("WAL"), "{e}");
+    }
+
+    #[test]
+    fn regression_constraint_violations_do_not_carry_driver_text() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY); INSERT INTO t VALUES ('a');")
+            .unwrap();
+        let e = db_err(conn.execute("INSERT INTO t VALUES ('a')", []).unwrap_err());
+        match e {
+            Error::Conflict(message) => {
+                assert_eq!(message, CONFLICT);
+                assert!(!message.contains("UNIQUE") && !message.contains("t.k"));
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
     }
 }
