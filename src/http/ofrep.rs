@@ -98,11 +98,13 @@ fn body_bytes(
         Box::new(if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             payload_too_large().into_response()
         } else {
+            // axum's text would carry hyper's error; it is logged instead.
+            tracing::debug!(error = %r.body_text(), "cannot read the request body");
             failure(
                 StatusCode::BAD_REQUEST,
                 key,
                 ErrorCode::ParseError.as_str(),
-                r.body_text(),
+                "cannot read the request body".into(),
             )
         })
     })
