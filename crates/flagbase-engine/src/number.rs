@@ -144,6 +144,9 @@ pub(crate) struct Decimal {
     neg: bool,
     exp: i64,
     digits: Box<[u8]>,
+    /// The value when it is an integer that fits, so that integer JSON
+    /// numbers in the context compare without going through text.
+    int: Option<i128>,
 }
 
 impl Decimal {
@@ -158,11 +161,31 @@ impl Decimal {
     }
 
     fn from_ref(d: &DecimalRef<'_>) -> Self {
+        let digits: Box<[u8]> = d.digits().copied().collect();
+        // Integers have no digits after the point: exp >= digit count.
+        let int = usize::try_from(d.exp)
+            .ok()
+            .filter(|&e| e >= digits.len() && e <= 38)
+            .and_then(|e| {
+                let scale = 10i128.checked_pow(u32::try_from(e - digits.len()).ok()?)?;
+                let m = digits.iter().try_fold(0i128, |acc, &c| {
+                    acc.checked_mul(10)?.checked_add(i128::from(c - b'0'))
+                })?;
+                let m = m.checked_mul(scale)?;
+                Some(if d.neg { -m } else { m })
+            });
         Decimal {
             neg: d.neg,
             exp: d.exp,
-            digits: d.digits().copied().collect(),
+            digits,
+            int,
         }
+    }
+
+    /// The value, when it is an integer of at most 38 digits.
+    #[inline]
+    pub fn int(&self) -> Option<i128> {
+        self.int
     }
 
     #[inline]
@@ -363,5 +386,21 @@ mod tests {
         assert!(!json_eq(json!(9007199254740993u64), "9007199254740992"));
         let owned = Decimal::from_number(&serde_json::Number::from(42)).unwrap();
         assert!(owned.as_ref().eq(&num("42.00")));
+    }
+
+    #[test]
+    fn integer_operands_know_their_value() {
+        let int = |s: &str| Decimal::parse(s).unwrap().int();
+        assert_eq!(int("0"), Some(0));
+        assert_eq!(int("-1200"), Some(-1200));
+        assert_eq!(int("12e3"), Some(12_000));
+        assert_eq!(int("1.5e1"), Some(15));
+        assert_eq!(int("18446744073709551616"), Some(1 << 64));
+        assert_eq!(int("1.5"), None);
+        assert_eq!(int("1e39"), None);
+        assert_eq!(
+            int("99999999999999999999999999999999999999"),
+            Some(10i128.pow(38) - 1)
+        );
     }
 }

@@ -60,16 +60,17 @@ struct InList {
     items: Box<[Scalar]>,
     /// Folded texts, for long lists.
     set: Option<HashSet<Box<str>, FxBuildHasher>>,
-    /// Numeric members of long lists, sorted and deduplicated, searched by
-    /// exact decimal value (so `"1.0"` still finds `1`, and no big id finds
-    /// a neighbour).
+    /// Numeric members, sorted and deduplicated, searched by exact decimal
+    /// value (so `"1.0"` still finds `1`, and no big id finds a neighbour).
+    /// Kept for every list: the value is then parsed as a number once, not
+    /// once per member.
     nums: Box<[Decimal]>,
 }
 
 impl InList {
     fn contains(&self, item: Item<'_>) -> bool {
         let Some(set) = &self.set else {
-            return self.items.iter().any(|s| s.equals(item));
+            return self.items.iter().any(|s| s.text_equals(item)) || self.contains_number(item);
         };
         match item {
             Item::Str(s) => {
@@ -337,19 +338,15 @@ fn compile_list(value: &Value) -> Result<InList, CompileError> {
     if items.is_empty() {
         return Err(("value", "list must not be empty".to_string()));
     }
-    let (set, nums) = if items.len() > IN_SET_THRESHOLD {
-        let set = items.iter().map(|s| s.text.lower.clone()).collect();
-        let mut nums: Vec<Decimal> = items.iter().filter_map(|s| s.num.clone()).collect();
-        nums.sort_unstable_by(|a, b| a.as_ref().cmp(&b.as_ref()));
-        nums.dedup_by(|a, b| a.as_ref().eq(&b.as_ref()));
-        (Some(set), nums.into_boxed_slice())
-    } else {
-        (None, Box::default())
-    };
+    let set = (items.len() > IN_SET_THRESHOLD)
+        .then(|| items.iter().map(|s| s.text.lower.clone()).collect());
+    let mut nums: Vec<Decimal> = items.iter().filter_map(|s| s.num.clone()).collect();
+    nums.sort_unstable_by(|a, b| a.as_ref().cmp(&b.as_ref()));
+    nums.dedup_by(|a, b| a.as_ref().eq(&b.as_ref()));
     Ok(InList {
         items: items.into_boxed_slice(),
         set,
-        nums,
+        nums: nums.into_boxed_slice(),
     })
 }
 
@@ -368,8 +365,8 @@ impl Op {
             Op::EndsWith(t) => matches!(item, Item::Str(v) if t.is_suffix_of(v)),
             Op::Matches(re) => matches!(item, Item::Str(v) if re.is_match(v)),
             Op::Compare { operand, accept } => item
-                .with_number(|v| accept.contains(&v.cmp(&operand.as_ref())))
-                .unwrap_or(false),
+                .cmp_number(operand)
+                .is_some_and(|o| accept.contains(&o)),
             Op::SemverEq(r) => semver_of(item).is_some_and(|v| v == *r),
             Op::SemverGt(r) => semver_of(item).is_some_and(|v| v > *r),
             Op::SemverLt(r) => semver_of(item).is_some_and(|v| v < *r),

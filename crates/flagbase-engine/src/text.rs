@@ -4,6 +4,8 @@
 //! values are compared against them without allocating (ASCII fast path,
 //! char-by-char Unicode lowercase otherwise).
 
+use std::cmp::Ordering;
+
 use serde_json::{Number, Value};
 
 use crate::number::{with_number, Decimal, DecimalRef};
@@ -118,6 +120,20 @@ impl<'a> Item<'a> {
             _ => None,
         }
     }
+
+    /// Exact numeric ordering of this item against `operand`; `None` when
+    /// the item is not a number or a numeric string.
+    #[inline]
+    pub fn cmp_number(self, operand: &Decimal) -> Option<Ordering> {
+        if let (Item::Num(n), Some(op)) = (self, operand.int()) {
+            // Integer JSON numbers against integer operands: no text needed.
+            let v = n.as_i64().map(i128::from).or(n.as_u64().map(i128::from));
+            if let Some(v) = v {
+                return Some(v.cmp(&op));
+            }
+        }
+        self.with_number(|v| v.cmp(&operand.as_ref()))
+    }
 }
 
 /// A rule operand for equality-style operators: its folded text plus its
@@ -153,11 +169,16 @@ impl Scalar {
     /// strings).
     #[inline]
     pub fn equals(&self, item: Item<'_>) -> bool {
+        self.text_equals(item) || self.num_equals(item)
+    }
+
+    /// The text half of [`Scalar::equals`]: strings and booleans.
+    #[inline]
+    pub fn text_equals(&self, item: Item<'_>) -> bool {
         match item {
-            Item::Str(s) => self.text.eq_fold(s) || self.num_equals(item),
-            Item::Num(_) => self.num_equals(item),
+            Item::Str(s) => self.text.eq_fold(s),
             Item::Bool(b) => &*self.text.lower == if b { "true" } else { "false" },
-            Item::Other => false,
+            Item::Num(_) | Item::Other => false,
         }
     }
 
@@ -165,8 +186,7 @@ impl Scalar {
     fn num_equals(&self, item: Item<'_>) -> bool {
         self.num
             .as_ref()
-            .and_then(|n| item.with_number(|v| v.eq(&n.as_ref())))
-            .unwrap_or(false)
+            .is_some_and(|n| item.cmp_number(n) == Some(Ordering::Equal))
     }
 }
 
