@@ -107,7 +107,7 @@ enum Op {
     /// `gt`, `gte`, `lt`, `lte`: holds when the item's exact numeric
     /// ordering against the operand is one of `accept`.
     Compare {
-        operand: Decimal,
+        operand: Box<Decimal>,
         accept: [Ordering; 2],
     },
     SemverEq(Version),
@@ -225,8 +225,8 @@ impl Condition {
         };
         let number = |accept: [Ordering; 2]| {
             let n = match value {
-                Value::Number(n) => Decimal::from_number(n),
-                Value::String(s) => Decimal::parse(s),
+                Value::Number(n) => Decimal::from_number(n).map(Box::new),
+                Value::String(s) => Decimal::parse(s).map(Box::new),
                 _ => None,
             };
             n.map(|operand| Op::Compare { operand, accept })
@@ -340,7 +340,10 @@ fn compile_list(value: &Value) -> Result<InList, CompileError> {
     }
     let set = (items.len() > IN_SET_THRESHOLD)
         .then(|| items.iter().map(|s| s.text.lower.clone()).collect());
-    let mut nums: Vec<Decimal> = items.iter().filter_map(|s| s.num.clone()).collect();
+    let mut nums: Vec<Decimal> = items
+        .iter()
+        .filter_map(|s| s.num.as_deref().cloned())
+        .collect();
     nums.sort_unstable_by(|a, b| a.as_ref().cmp(&b.as_ref()));
     nums.dedup_by(|a, b| a.as_ref().eq(&b.as_ref()));
     Ok(InList {
