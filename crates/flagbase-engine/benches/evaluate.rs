@@ -115,6 +115,43 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    bench_numbers(c);
+}
+
+/// Numeric comparisons (flagbase only: they have no exact yggdrasil
+/// counterpart): big ids in short and long `in` lists, `equals` on a numeric
+/// string, and `gte` on a JSON number and on a numeric string.
+fn bench_numbers(c: &mut Criterion) {
+    let ids: Vec<String> = (0..20)
+        .map(|i| format!("12345678901234567{i:02}"))
+        .collect();
+    let specs = json!([
+        {"key": "in-short", "enabled": true,
+         "rules": [{"attribute": "userId", "operator": "in", "value": ids[..4], "variant": true}]},
+        {"key": "in-long", "enabled": true,
+         "rules": [{"attribute": "userId", "operator": "in", "value": ids, "variant": true}]},
+        {"key": "equals", "enabled": true,
+         "rules": [{"attribute": "account", "operator": "equals", "value": "9007199254740993", "variant": true}]},
+        {"key": "gte-number", "enabled": true,
+         "rules": [{"attribute": "age", "operator": "gte", "value": 21, "variant": true}]},
+        {"key": "gte-string", "enabled": true,
+         "rules": [{"attribute": "score", "operator": "gte", "value": "10.5", "variant": true}]}
+    ]);
+    let specs: Vec<FlagSpec> = serde_json::from_value(specs).unwrap();
+    let snapshot = Snapshot::from_specs(specs).unwrap();
+    let ctx = Context::with_targeting_key("1234567890123456703")
+        .with("account", "9007199254740993")
+        .with("age", 31)
+        .with("score", "12.25");
+    let mut group = c.benchmark_group("numbers");
+    for key in ["in-short", "in-long", "equals", "gte-number", "gte-string"] {
+        assert_eq!(snapshot.evaluate(key, &ctx).value, &json!(true), "{key}");
+        group.bench_function(key, |b| {
+            b.iter(|| black_box(snapshot.evaluate(black_box(key), black_box(&ctx))).reason)
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, bench);

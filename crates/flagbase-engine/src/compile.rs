@@ -25,6 +25,12 @@ pub const MAX_RULES: usize = 500;
 pub const MAX_CONDITIONS: usize = 50;
 /// Most entries in `targeted_users`.
 pub const MAX_TARGETED_USERS: usize = 10_000;
+/// Deepest nesting of arrays and objects in any value of a definition
+/// (`default_value`, variant values, rule operands and literal rule
+/// variants). Definitions are stored and embedded in audit records a few
+/// levels deeper, and readers refuse JSON nested beyond 128 levels
+/// (serde_json's limit); 32 keeps every such record far inside that.
+pub const MAX_NESTING: usize = 32;
 
 /// Bounds on a definition's size, checked before any other work so that a
 /// huge definition costs a length check, not quadratic validation.
@@ -68,8 +74,57 @@ fn check_sizes(spec: &FlagSpec) -> Result<(), ValidationError> {
                 format!("must have at most {MAX_CONDITIONS} entries"),
             )
         })
-    });
+    })
+    .or_else(|| too_deep(spec));
     error.map_or(Ok(()), Err)
+}
+
+/// The first value of `spec` that nests deeper than [`MAX_NESTING`].
+fn too_deep(spec: &FlagSpec) -> Option<ValidationError> {
+    let deep = |field: String| {
+        ValidationError::new(field, format!("nests deeper than {MAX_NESTING} levels"))
+    };
+    let check = |field: &dyn Fn() -> String, value: Option<&Value>| {
+        value
+            .is_some_and(|v| nests_deeper(v, MAX_NESTING))
+            .then(|| deep(field()))
+    };
+    check(&|| "default_value".into(), spec.default_value.as_ref())
+        .or_else(|| {
+            spec.variants
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| check(&|| format!("variants[{i}].value"), Some(&v.value)))
+        })
+        .or_else(|| {
+            spec.rules.iter().enumerate().find_map(|(i, r)| {
+                check(&|| format!("rules[{i}].value"), r.value.as_ref())
+                    .or_else(|| check(&|| format!("rules[{i}].variant"), r.variant.as_ref()))
+                    .or_else(|| {
+                        r.conditions
+                            .iter()
+                            .flatten()
+                            .enumerate()
+                            .find_map(|(j, c)| {
+                                check(
+                                    &|| format!("rules[{i}].conditions[{j}].value"),
+                                    c.value.as_ref(),
+                                )
+                            })
+                    })
+            })
+        })
+}
+
+/// Whether `v` nests more than `budget` levels of arrays and objects (a
+/// scalar nests 0 levels, `[]` one). The recursion stops one level past the
+/// budget, so however deep a value is, checking it cannot exhaust the stack.
+fn nests_deeper(v: &Value, budget: usize) -> bool {
+    match v {
+        Value::Array(items) => budget == 0 || items.iter().any(|x| nests_deeper(x, budget - 1)),
+        Value::Object(map) => budget == 0 || map.values().any(|x| nests_deeper(x, budget - 1)),
+        _ => false,
+    }
 }
 
 /// Why a flag definition was rejected. Displays as `"{field}: {reason}"`,

@@ -27,6 +27,7 @@ mod context;
 mod evaluate;
 mod hash;
 mod model;
+mod number;
 mod operators;
 mod snapshot;
 mod text;
@@ -34,7 +35,8 @@ mod text;
 pub use bucket::{bucket, position, FRACTION_SUFFIX, POSITIONS};
 pub use compile::{
     compile, is_valid_key, validate, CompiledFlag, ValidationError, MAX_ATTRIBUTE_LEN,
-    MAX_CONDITIONS, MAX_KEY_LEN, MAX_RULES, MAX_TARGETED_USERS, MAX_TEXT_LEN, MAX_VARIANTS,
+    MAX_CONDITIONS, MAX_KEY_LEN, MAX_NESTING, MAX_RULES, MAX_TARGETED_USERS, MAX_TEXT_LEN,
+    MAX_VARIANTS,
 };
 pub use context::{Attributes, Context, USER_ID_ATTRIBUTES};
 pub use evaluate::{ErrorCode, Evaluation, Reason};

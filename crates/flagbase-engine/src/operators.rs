@@ -1,6 +1,7 @@
 //! Rule operators: compiling an `(attribute, operator, value)` triple into a
 //! [`Condition`] at write time, and matching it against a context.
 
+use std::cmp::Ordering;
 use std::collections::HashSet;
 
 use regex::{Regex, RegexBuilder};
@@ -9,7 +10,8 @@ use serde_json::Value;
 
 use crate::context::{Lookup, USER_ID_ATTRIBUTES};
 use crate::hash::FxBuildHasher;
-use crate::text::{fold, parse_number, Item, Scalar, Text};
+use crate::number::Decimal;
+use crate::text::{fold, Item, Scalar, Text};
 
 /// Compiled-program size limit for `matches` patterns, so a hostile pattern
 /// cannot make writes (or evaluation) expensive.
@@ -58,14 +60,17 @@ struct InList {
     items: Box<[Scalar]>,
     /// Folded texts, for long lists.
     set: Option<HashSet<Box<str>, FxBuildHasher>>,
-    /// Numeric members, for long lists (so `"1.0"` still finds `1`).
-    nums: Box<[f64]>,
+    /// Numeric members, sorted and deduplicated, searched by exact decimal
+    /// value (so `"1.0"` still finds `1`, and no big id finds a neighbour).
+    /// Kept for every list: the value is then parsed as a number once, not
+    /// once per member.
+    nums: Box<[Decimal]>,
 }
 
 impl InList {
     fn contains(&self, item: Item<'_>) -> bool {
         let Some(set) = &self.set else {
-            return self.items.iter().any(|s| s.equals(item));
+            return self.items.iter().any(|s| s.text_equals(item)) || self.contains_number(item);
         };
         match item {
             Item::Str(s) => {
@@ -74,12 +79,19 @@ impl InList {
                 } else {
                     set.contains(fold(s).as_str())
                 };
-                hit || parse_number(s).is_some_and(|n| self.nums.contains(&n))
+                hit || self.contains_number(item)
             }
-            Item::Num(n) => n.as_f64().is_some_and(|n| self.nums.contains(&n)),
+            Item::Num(_) => self.contains_number(item),
             Item::Bool(b) => set.contains(if b { "true" } else { "false" }),
             Item::Other => false,
         }
+    }
+
+    fn contains_number(&self, item: Item<'_>) -> bool {
+        !self.nums.is_empty()
+            && item
+                .with_number(|v| self.nums.binary_search_by(|m| m.as_ref().cmp(&v)).is_ok())
+                .unwrap_or(false)
     }
 }
 
@@ -92,10 +104,12 @@ enum Op {
     StartsWith(Text),
     EndsWith(Text),
     Matches(Regex),
-    Gt(f64),
-    Gte(f64),
-    Lt(f64),
-    Lte(f64),
+    /// `gt`, `gte`, `lt`, `lte`: holds when the item's exact numeric
+    /// ordering against the operand is one of `accept`.
+    Compare {
+        operand: Box<Decimal>,
+        accept: [Ordering; 2],
+    },
     SemverEq(Version),
     SemverGt(Version),
     SemverLt(Version),
@@ -209,18 +223,19 @@ impl Condition {
                 format!("expected a string, got {}", describe(other)),
             )),
         };
-        let number = || {
+        let number = |accept: [Ordering; 2]| {
             let n = match value {
-                Value::Number(n) => n.as_f64(),
-                Value::String(s) => parse_number(s),
+                Value::Number(n) => Decimal::from_number(n).map(Box::new),
+                Value::String(s) => Decimal::parse(s).map(Box::new),
                 _ => None,
             };
-            n.ok_or_else(|| {
-                (
-                    "value",
-                    format!("expected a number, got {}", describe(value)),
-                )
-            })
+            n.map(|operand| Op::Compare { operand, accept })
+                .ok_or_else(|| {
+                    (
+                        "value",
+                        format!("expected a number, got {}", describe(value)),
+                    )
+                })
         };
         let version = || {
             parse_semver(string()?).ok_or_else(|| ("value", "invalid semantic version".to_string()))
@@ -235,10 +250,10 @@ impl Condition {
             "starts_with" => Op::StartsWith(Text::new(string()?)),
             "ends_with" => Op::EndsWith(Text::new(string()?)),
             "matches" => Op::Matches(compile_regex(string()?)?),
-            "gt" => Op::Gt(number()?),
-            "gte" => Op::Gte(number()?),
-            "lt" => Op::Lt(number()?),
-            "lte" => Op::Lte(number()?),
+            "gt" => number([Ordering::Greater; 2])?,
+            "gte" => number([Ordering::Greater, Ordering::Equal])?,
+            "lt" => number([Ordering::Less; 2])?,
+            "lte" => number([Ordering::Less, Ordering::Equal])?,
             "semver_eq" => Op::SemverEq(version()?),
             "semver_gt" => Op::SemverGt(version()?),
             "semver_lt" => Op::SemverLt(version()?),
@@ -323,17 +338,18 @@ fn compile_list(value: &Value) -> Result<InList, CompileError> {
     if items.is_empty() {
         return Err(("value", "list must not be empty".to_string()));
     }
-    let (set, nums) = if items.len() > IN_SET_THRESHOLD {
-        let set = items.iter().map(|s| s.text.lower.clone()).collect();
-        let nums = items.iter().filter_map(|s| s.num).collect();
-        (Some(set), nums)
-    } else {
-        (None, Box::default())
-    };
+    let set = (items.len() > IN_SET_THRESHOLD)
+        .then(|| items.iter().map(|s| s.text.lower.clone()).collect());
+    let mut nums: Vec<Decimal> = items
+        .iter()
+        .filter_map(|s| s.num.as_deref().cloned())
+        .collect();
+    nums.sort_unstable_by(|a, b| a.as_ref().cmp(&b.as_ref()));
+    nums.dedup_by(|a, b| a.as_ref().eq(&b.as_ref()));
     Ok(InList {
         items: items.into_boxed_slice(),
         set,
-        nums,
+        nums: nums.into_boxed_slice(),
     })
 }
 
@@ -351,10 +367,9 @@ impl Op {
             Op::StartsWith(t) => matches!(item, Item::Str(v) if t.is_prefix_of(v)),
             Op::EndsWith(t) => matches!(item, Item::Str(v) if t.is_suffix_of(v)),
             Op::Matches(re) => matches!(item, Item::Str(v) if re.is_match(v)),
-            Op::Gt(n) => item.number().is_some_and(|v| v > *n),
-            Op::Gte(n) => item.number().is_some_and(|v| v >= *n),
-            Op::Lt(n) => item.number().is_some_and(|v| v < *n),
-            Op::Lte(n) => item.number().is_some_and(|v| v <= *n),
+            Op::Compare { operand, accept } => item
+                .cmp_number(operand)
+                .is_some_and(|o| accept.contains(&o)),
             Op::SemverEq(r) => semver_of(item).is_some_and(|v| v == *r),
             Op::SemverGt(r) => semver_of(item).is_some_and(|v| v > *r),
             Op::SemverLt(r) => semver_of(item).is_some_and(|v| v < *r),

@@ -4,7 +4,11 @@
 //! values are compared against them without allocating (ASCII fast path,
 //! char-by-char Unicode lowercase otherwise).
 
+use std::cmp::Ordering;
+
 use serde_json::{Number, Value};
+
+use crate::number::{with_number, Decimal, DecimalRef};
 
 /// Lowercases `s` one char at a time. `str::to_lowercase` special-cases a
 /// word-final sigma, which the allocation-free comparisons below cannot
@@ -85,12 +89,6 @@ impl Text {
     }
 }
 
-/// Parses a context or operand string as a finite number.
-#[inline]
-pub(crate) fn parse_number(s: &str) -> Option<f64> {
-    s.trim().parse::<f64>().ok().filter(|n| n.is_finite())
-}
-
 /// A scalar context value, borrowed from the context.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Item<'a> {
@@ -112,23 +110,40 @@ impl<'a> Item<'a> {
         }
     }
 
-    /// The numeric reading of this item: numbers, and strings that parse.
+    /// Calls `f` with the exact numeric reading of this item (numbers, and
+    /// strings that parse as decimals); `None` when it has none.
     #[inline]
-    pub fn number(self) -> Option<f64> {
+    pub fn with_number<R>(self, f: impl FnOnce(DecimalRef<'_>) -> R) -> Option<R> {
         match self {
-            Item::Num(n) => n.as_f64(),
-            Item::Str(s) => parse_number(s),
+            Item::Num(n) => with_number(n, f),
+            Item::Str(s) => DecimalRef::parse(s).map(f),
             _ => None,
         }
+    }
+
+    /// Exact numeric ordering of this item against `operand`; `None` when
+    /// the item is not a number or a numeric string.
+    #[inline]
+    pub fn cmp_number(self, operand: &Decimal) -> Option<Ordering> {
+        if let (Item::Num(n), Some(op)) = (self, operand.int()) {
+            // Integer JSON numbers against integer operands: no text needed.
+            let v = n.as_i64().map(i128::from).or(n.as_u64().map(i128::from));
+            if let Some(v) = v {
+                return Some(v.cmp(&op));
+            }
+        }
+        self.with_number(|v| v.cmp(&operand.as_ref()))
     }
 }
 
 /// A rule operand for equality-style operators: its folded text plus its
-/// numeric reading, so `"1.0"` equals `1` and `"Dev"` equals `"dev"`.
+/// exact numeric reading, so `"1.0"` equals `1` and `"Dev"` equals `"dev"`.
 #[derive(Debug, Clone)]
 pub(crate) struct Scalar {
     pub text: Text,
-    pub num: Option<f64>,
+    /// Boxed: most operands are not numbers, and a small `Scalar` keeps
+    /// conditions compact (measured on the ten-rules bench).
+    pub num: Option<Box<Decimal>>,
 }
 
 impl Scalar {
@@ -137,11 +152,11 @@ impl Scalar {
         match v {
             Value::String(s) => Some(Scalar {
                 text: Text::new(s),
-                num: parse_number(s),
+                num: Decimal::parse(s).map(Box::new),
             }),
             Value::Number(n) => Some(Scalar {
                 text: Text::new(&n.to_string()),
-                num: n.as_f64(),
+                num: Decimal::from_number(n).map(Box::new),
             }),
             Value::Bool(b) => Some(Scalar {
                 text: Text::new(if *b { "true" } else { "false" }),
@@ -152,17 +167,28 @@ impl Scalar {
     }
 
     /// Equality as documented in docs/engine.md: case-insensitive text, or
-    /// numerically equal when both sides are numbers (or numeric strings).
+    /// exactly equal as decimals when both sides are numbers (or numeric
+    /// strings).
     #[inline]
     pub fn equals(&self, item: Item<'_>) -> bool {
+        self.text_equals(item) || self.num_equals(item)
+    }
+
+    /// The text half of [`Scalar::equals`]: strings and booleans.
+    #[inline]
+    pub fn text_equals(&self, item: Item<'_>) -> bool {
         match item {
-            Item::Str(s) => {
-                self.text.eq_fold(s) || self.num.is_some_and(|n| parse_number(s) == Some(n))
-            }
-            Item::Num(n) => self.num.is_some() && n.as_f64() == self.num,
+            Item::Str(s) => self.text.eq_fold(s),
             Item::Bool(b) => &*self.text.lower == if b { "true" } else { "false" },
-            Item::Other => false,
+            Item::Num(_) | Item::Other => false,
         }
+    }
+
+    #[inline]
+    fn num_equals(&self, item: Item<'_>) -> bool {
+        self.num
+            .as_ref()
+            .is_some_and(|n| item.cmp_number(n) == Some(Ordering::Equal))
     }
 }
 
@@ -195,5 +221,10 @@ mod tests {
         let s = Scalar::from_value(&json!("abc")).unwrap();
         assert!(!s.equals(Item::of(&json!(1))));
         assert!(Scalar::from_value(&json!([1])).is_none());
+        // Exact, not through f64: 2^53 + 1 is not 2^53.
+        let big = Scalar::from_value(&json!("9007199254740993")).unwrap();
+        assert!(!big.equals(Item::of(&json!("9007199254740992"))));
+        assert!(!big.equals(Item::of(&json!(9007199254740992u64))));
+        assert!(big.equals(Item::of(&json!(9007199254740993u64))));
     }
 }

@@ -212,3 +212,107 @@ fn oversized_definitions_are_refused_before_any_other_work() {
     let spec: FlagSpec = serde_json::from_value(json!({"key": "k", "rules": vec![json!({"attribute": "a", "operator": "equals", "value": "x", "variant": true}); MAX_RULES]})).unwrap();
     assert!(validate(&spec).is_ok());
 }
+
+/// `levels` arrays nested inside each other around `leaf`.
+fn nested(levels: usize, leaf: Value) -> Value {
+    (0..levels).fold(leaf, |inner, _| Value::Array(vec![inner]))
+}
+
+/// A `json` flag whose default value nested 126 arrays deep was stored, and
+/// its audit record (the definition wrapped a few levels deeper) could no
+/// longer be read back by a reader with serde_json's 128-level limit.
+#[test]
+fn regression_deeply_nested_json_values_are_refused_at_write_time() {
+    use flagbase_engine::MAX_NESTING;
+    let deep = nested(126, json!(1));
+    let over = nested(MAX_NESTING + 1, json!(1));
+    let reason = format!("nests deeper than {MAX_NESTING} levels");
+    let cases = [
+        (
+            json!({"key": "k", "type": "json", "default_value": deep}),
+            "default_value",
+        ),
+        (
+            json!({"key": "k", "type": "json", "default_value": over.clone()}),
+            "default_value",
+        ),
+        (
+            json!({"key": "k", "type": "json", "default_value": 1,
+                   "variants": [{"key": "a", "value": 1}, {"key": "b", "value": {"x": over.clone()}}]}),
+            "variants[1].value",
+        ),
+        (
+            json!({"key": "k", "type": "json", "default_value": 1,
+                   "rules": [{"attribute": "a", "operator": "exists", "variant": over.clone()}]}),
+            "rules[0].variant",
+        ),
+        (
+            json!({"key": "k", "rules": [{"attribute": "a", "operator": "in", "value": over.clone(), "variant": true}]}),
+            "rules[0].value",
+        ),
+        (
+            json!({"key": "k", "rules": [{"conditions": [{"attribute": "a", "operator": "exists"},
+                   {"attribute": "a", "operator": "in", "value": over}], "variant": true}]}),
+            "rules[0].conditions[1].value",
+        ),
+    ];
+    for (spec, field) in cases {
+        let spec: FlagSpec = serde_json::from_value(spec).unwrap();
+        let err = validate(&spec).unwrap_err();
+        assert_eq!(
+            (err.field.as_str(), err.reason.as_str()),
+            (field, reason.as_str())
+        );
+    }
+    // Exactly at the limit (arrays and objects count alike) is accepted and
+    // served as written.
+    let at_limit = nested(MAX_NESTING - 1, json!({"leaf": true}));
+    let flag = compile(spec(
+        json!({"key": "k", "type": "json", "enabled": true, "default_value": at_limit.clone()}),
+    ))
+    .unwrap();
+    assert_eq!(flag.evaluate(&Context::new()).value, &at_limit);
+    // A value built in code far deeper than serde_json's parser allows is
+    // refused without walking all of it.
+    // (Built directly: deserializing it would recurse as deep as it nests.)
+    let mut spec = spec(json!({"key": "k", "type": "json", "default_value": 1}));
+    spec.default_value = Some(nested(1000, json!(1)));
+    assert_eq!(validate(&spec).unwrap_err().field, "default_value");
+}
+
+/// As `f64`, "1234567890123456789" equals "…700", "…800" and "…850", and
+/// 2^53 + 1 equals 2^53: a feature granted to one id reached others.
+#[test]
+fn regression_big_numeric_ids_never_match_their_neighbours() {
+    let listed = "1234567890123456789";
+    let long: Vec<String> = (0..20)
+        .map(|i| format!("99999999999999999{i:02}"))
+        .chain([listed.to_string()])
+        .collect();
+    let snap = Snapshot::from_specs([
+        spec(json!({"key": "short", "enabled": true,
+            "rules": [{"attribute": "userId", "operator": "in", "value": [listed], "variant": true}]})),
+        spec(json!({"key": "long", "enabled": true,
+            "rules": [{"attribute": "userId", "operator": "in", "value": long, "variant": true}]})),
+        spec(json!({"key": "eq", "enabled": true,
+            "rules": [{"attribute": "userId", "operator": "equals", "value": "9007199254740993", "variant": true}]})),
+    ])
+    .unwrap();
+    let on = |key: &str, user: &str| {
+        snap.evaluate(key, &Context::with_targeting_key(user)).value == &json!(true)
+    };
+    for key in ["short", "long"] {
+        assert!(on(key, listed), "{key}");
+        for other in [
+            "1234567890123456700",
+            "1234567890123456800",
+            "1234567890123456850",
+        ] {
+            assert!(!on(key, other), "{key} matched {other}");
+        }
+    }
+    assert!(on("long", "9999999999999999905"));
+    assert!(!on("long", "9999999999999999920"));
+    assert!(on("eq", "9007199254740993"));
+    assert!(!on("eq", "9007199254740992"));
+}

@@ -1,5 +1,8 @@
 //! Property tests: determinism, monotonic rollouts, full coverage of weighted
-//! splits, and "whatever validates evaluates without panicking".
+//! splits, "whatever validates evaluates without panicking", and exact
+//! numeric comparison of integers of any size.
+
+use std::cmp::Ordering;
 
 use flagbase_engine::{compile, Context, FlagSpec, Reason, Snapshot};
 use proptest::prelude::*;
@@ -337,4 +340,140 @@ fn arb_context() -> impl Strategy<Value = Context> {
             ))
             .unwrap()
         })
+}
+
+/// Integer strings in canonical spelling (no `+`, no leading zeros, no
+/// `-0`), up to 40 digits, as pairs that often share a long prefix so that
+/// near neighbours (big ids a few units apart) come up as well as strangers.
+fn int_pair() -> impl Strategy<Value = (String, String)> {
+    let int = || {
+        (any::<bool>(), "[1-9][0-9]{0,39}").prop_map(|(neg, digits)| {
+            if neg {
+                format!("-{digits}")
+            } else {
+                digits
+            }
+        })
+    };
+    let near = (
+        any::<bool>(),
+        "[1-9][0-9]{0,30}",
+        "[0-9]{1,4}",
+        "[0-9]{1,4}",
+    )
+        .prop_map(|(neg, prefix, x, y)| {
+            let sign = if neg { "-" } else { "" };
+            (format!("{sign}{prefix}{x}"), format!("{sign}{prefix}{y}"))
+        });
+    prop_oneof![
+        2 => near,
+        2 => (int(), int()),
+        1 => (int(), Just("0".to_string())),
+    ]
+}
+
+/// The test oracle: arbitrary-precision integer ordering of canonical
+/// spellings, by sign, then length, then digits.
+fn int_cmp(a: &str, b: &str) -> Ordering {
+    let magnitude = |x: &str| x.strip_prefix('-').unwrap_or(x).to_string();
+    let (ma, mb) = (magnitude(a), magnitude(b));
+    let by_magnitude = ma.len().cmp(&mb.len()).then_with(|| ma.cmp(&mb));
+    match (a.starts_with('-'), b.starts_with('-')) {
+        (false, false) => by_magnitude,
+        (true, true) => by_magnitude.reverse(),
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+    }
+}
+
+/// The integer as a JSON number when `as_number` and it fits, else a string.
+fn int_value(s: &str, as_number: bool) -> Value {
+    if as_number {
+        if let Ok(n) = s.parse::<u64>() {
+            return json!(n);
+        }
+        if let Ok(n) = s.parse::<i64>() {
+            return json!(n);
+        }
+    }
+    Value::String(s.to_string())
+}
+
+/// Whether `n <operator> operand` holds for a context attribute `n`.
+fn holds(operator: &str, operand: Value, n: Value) -> bool {
+    let spec: FlagSpec = serde_json::from_value(json!({
+        "key": "numbers", "enabled": true,
+        "rules": [{"attribute": "n", "operator": operator, "value": operand, "variant": true}]
+    }))
+    .unwrap();
+    let flag = compile(spec).unwrap();
+    flag.evaluate(&Context::new().with("n", n)).reason == Reason::TargetingMatch
+}
+
+proptest! {
+    #[test]
+    fn distinct_integer_strings_never_compare_equal(
+        (a, b) in int_pair(),
+        a_num in any::<bool>(),
+        b_num in any::<bool>(),
+    ) {
+        prop_assume!(a != b);
+        let (operand, value) = (int_value(&a, a_num), int_value(&b, b_num));
+        prop_assert!(!holds("equals", operand.clone(), value.clone()), "{} equals {}", a, b);
+        prop_assert!(holds("not_equals", operand.clone(), value.clone()));
+        prop_assert!(!holds("in", json!([operand.clone()]), value.clone()));
+        // Long lists take the hash-set and sorted-numbers path; the other
+        // members (`b` with digits appended) are all different numbers.
+        let mut long: Vec<Value> = (1..=17).map(|k| json!(format!("{b}{k}"))).collect();
+        long.push(operand);
+        prop_assert!(!holds("in", json!(long), value.clone()), "{} in long list", b);
+        // ...while the same integer is found, whatever its representation.
+        prop_assert!(holds("equals", int_value(&b, !b_num), value.clone()));
+        long.push(int_value(&b, !b_num));
+        prop_assert!(holds("in", json!(long), value));
+    }
+
+    #[test]
+    fn integer_ordering_is_exact(
+        (a, b) in int_pair(),
+        a_num in any::<bool>(),
+        b_num in any::<bool>(),
+    ) {
+        let want = int_cmp(&b, &a);
+        let (operand, value) = (int_value(&a, a_num), int_value(&b, b_num));
+        for (op, accept) in [
+            ("gt", [Ordering::Greater; 2]),
+            ("gte", [Ordering::Greater, Ordering::Equal]),
+            ("lt", [Ordering::Less; 2]),
+            ("lte", [Ordering::Less, Ordering::Equal]),
+        ] {
+            prop_assert_eq!(
+                holds(op, operand.clone(), value.clone()),
+                accept.contains(&want),
+                "{} {} {}", b, op, a
+            );
+        }
+    }
+
+    #[test]
+    fn spellings_of_one_integer_are_equal(
+        (a, _) in int_pair(),
+        zeros in 0usize..3,
+        spelling in 0u8..4,
+    ) {
+        let (sign, digits) = match a.strip_prefix('-') {
+            Some(d) => ("-", d),
+            None => ("", a.as_str()),
+        };
+        let pad = "0".repeat(zeros);
+        let other = match spelling {
+            0 => format!("{sign}{pad}{digits}"),
+            1 => format!("{a}.{pad}"),
+            2 => format!("{a}e0"),
+            _ => format!("{a}{pad}e-{zeros}"),
+        };
+        prop_assert!(holds("equals", json!(a), json!(other)), "{} vs {}", a, other);
+        prop_assert!(holds("gte", json!(a), json!(other)));
+        prop_assert!(!holds("gt", json!(a), json!(other)));
+    }
 }
