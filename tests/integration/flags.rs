@@ -686,3 +686,36 @@ async fn regression_an_unreadable_audit_record_does_not_fail_its_page() {
         .count();
     assert_eq!(warnings, 1, "{:#?}", fb.stderr.all());
 }
+
+/// Regression: a `json` flag whose default nested 126 arrays deep was
+/// stored, and its audit record (wrapped a few levels deeper) then failed
+/// every audit page that held it.
+#[tokio::test]
+async fn regression_a_deeply_nested_flag_value_is_refused_and_the_audit_log_stays_readable() {
+    let w = world().await;
+    let deep = format!("{}1{}", "[".repeat(126), "]".repeat(126));
+    let body = format!(r#"{{"key":"deep","type":"json","enabled":true,"default_value":{deep}}}"#);
+    let r = create(&w, &body).await;
+    assert_eq!(r.error(400), "invalid", "{}", r.body);
+    assert_eq!(r.body["field"], "default_value", "{}", r.body);
+    assert!(
+        r.body["error"].as_str().unwrap().contains("32 levels"),
+        "{}",
+        r.body
+    );
+
+    let at_limit = format!("{}1{}", "[".repeat(32), "]".repeat(32));
+    let body =
+        format!(r#"{{"key":"deep","type":"json","enabled":true,"default_value":{at_limit}}}"#);
+    assert_eq!(create(&w, &body).await.status, 201);
+    let r = w.fb.get("/api/v1/audit", Some(&w.admin)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = w.fb.get("/api/v1/flags/deep/history", Some(&w.dev)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["records"][0]["action"], "flag.create");
+    assert!(
+        r.body["records"][0].get("unreadable").is_none(),
+        "{}",
+        r.body
+    );
+}
