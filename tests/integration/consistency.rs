@@ -1,79 +1,14 @@
 //! Store, snapshot and caches agree: after clients hang up mid-request and
 //! under concurrent writes.
 //!
-//! hyper drops a handler's future when its client goes away; a change that
-//! was committed must still reach the live snapshot, or the store and what
-//! evaluation serves disagree until a restart. To make every hang-up land while the change is in flight, the test holds
-//! SQLite's write lock from outside the server, sends the requests, waits
-//! until the server has started all of them, resets every connection, and
-//! only then lets the writes through.
-
-use std::io::Write;
-use std::net::TcpStream;
-use std::time::Duration;
+//! A change that was committed must reach the live snapshot even when its
+//! client hung up, or the store and what evaluation serves disagree until a
+//! restart (`hangup.rs` makes the hang-ups land mid-change).
 
 use serde_json::{json, Value};
 
-use crate::harness::Flagbase;
-
-/// A raw HTTP/1.1 request, so the test controls exactly when the socket dies.
-fn raw_request(method: &str, path: &str, token: &str, body: Option<&Value>) -> Vec<u8> {
-    let body = body.map(Value::to_string).unwrap_or_default();
-    format!(
-        "{method} {path} HTTP/1.1\r\nHost: flagbase\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-/// Sends a request on a fresh connection and returns the socket, still open.
-fn send_raw(fb: &Flagbase, request: &[u8]) -> TcpStream {
-    let addr = fb.base.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.write_all(request).expect("send request");
-    stream
-}
-
-/// Closes with a TCP reset (SO_LINGER 0), the rudest way a client can leave.
-fn reset(stream: TcpStream) {
-    socket2::SockRef::from(&stream)
-        .set_linger(Some(Duration::ZERO))
-        .expect("SO_LINGER");
-    drop(stream);
-}
-
-/// Holds SQLite's write lock on the server's database until dropped.
-struct WriteLock(rusqlite::Connection);
-
-impl WriteLock {
-    fn take(fb: &Flagbase) -> WriteLock {
-        let conn = rusqlite::Connection::open(fb.dir().join("flagbase.db")).expect("open db");
-        conn.execute_batch("BEGIN IMMEDIATE")
-            .expect("take the write lock");
-        WriteLock(conn)
-    }
-}
-
-impl Drop for WriteLock {
-    fn drop(&mut self) {
-        let _ = self.0.execute_batch("ROLLBACK");
-    }
-}
-
-/// Waits until the server has logged the start of `count` requests for
-/// which `matches(method, path)` holds.
-fn wait_for_started(fb: &Flagbase, count: usize, matches: impl Fn(&str, &str) -> bool) {
-    fb.stderr.wait_for_count("requests started", count, |line| {
-        serde_json::from_str::<Value>(line).is_ok_and(|l| {
-            l["message"] == "request started"
-                && matches(
-                    l["method"].as_str().unwrap_or_default(),
-                    l["path"].as_str().unwrap_or_default(),
-                )
-        })
-    });
-}
+use crate::hangup::{hang_up_while_writes_wait, RawRequest};
+use crate::harness::{Flagbase, Options};
 
 fn flag(key: &str) -> Value {
     json!({"key": key, "enabled": true, "default_value": false})
@@ -94,7 +29,7 @@ async fn served(fb: &Flagbase, token: &str, key: &str) -> Option<String> {
 
 #[tokio::test]
 async fn regression_flag_changes_from_clients_that_hang_up_reach_the_snapshot() {
-    let fb = Flagbase::start().await;
+    let fb = Flagbase::start_with(Options::default().set("database.busy_timeout", "60s")).await;
     let admin = fb.setup_admin("root@example.com").await;
     // Flags to toggle and delete while their clients hang up.
     for i in 0..40 {
@@ -108,31 +43,24 @@ async fn regression_flag_changes_from_clients_that_hang_up_reach_the_snapshot() 
         assert_eq!(r.status, 201, "{}", r.body);
     }
 
-    let lock = WriteLock::take(&fb);
-    let mut sockets = Vec::new();
-    for i in 0..60 {
-        let body = flag(&format!("hung-up-{i}"));
-        let req = raw_request("POST", "/api/v1/flags", &admin, Some(&body));
-        sockets.push(send_raw(&fb, &req));
-    }
+    let mut requests: Vec<RawRequest> = (0..60)
+        .map(|i| {
+            let body = flag(&format!("hung-up-{i}")).to_string();
+            ("POST", "/api/v1/flags".to_string(), body)
+        })
+        .collect();
     for i in 0..20 {
         let path = format!("/api/v1/flags/existing-{i}/toggle");
-        sockets.push(send_raw(&fb, &raw_request("PATCH", &path, &admin, None)));
+        requests.push(("PATCH", path, String::new()));
     }
     for i in 20..40 {
-        let path = format!("/api/v1/flags/existing-{i}");
-        sockets.push(send_raw(&fb, &raw_request("DELETE", &path, &admin, None)));
+        requests.push((
+            "DELETE",
+            format!("/api/v1/flags/existing-{i}"),
+            String::new(),
+        ));
     }
-    // 40 creations before the lock, then the 100 requests sent under it.
-    wait_for_started(&fb, 140, |method, path| {
-        (method == "POST" && path == "/api/v1/flags")
-            || (method == "PATCH" && path.ends_with("/toggle"))
-            || (method == "DELETE" && path.starts_with("/api/v1/flags/existing-"))
-    });
-    for socket in sockets {
-        reset(socket);
-    }
-    drop(lock);
+    hang_up_while_writes_wait(&fb, &requests, &admin).await;
 
     // Writes are serialised in arrival order, so once a change sent now has
     // committed, every change queued before it has finished too.

@@ -43,12 +43,24 @@ impl Lines {
         }
     }
 
-    /// Waits until at least `count` lines match `pred`.
-    pub fn wait_for_count(&self, what: &str, count: usize, pred: impl Fn(&str) -> bool) {
+    /// How many lines have been seen so far; a starting point for
+    /// `wait_for_count`.
+    pub fn mark(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    /// Waits until at least `count` lines from index `from` on match `pred`.
+    pub fn wait_for_count(
+        &self,
+        what: &str,
+        from: usize,
+        count: usize,
+        pred: impl Fn(&str) -> bool,
+    ) {
         let deadline = Instant::now() + START_TIMEOUT;
         let mut lines = self.lines.lock().unwrap();
         loop {
-            let seen = lines.iter().filter(|l| pred(l)).count();
+            let seen = lines.iter().skip(from).filter(|l| pred(l)).count();
             if seen >= count {
                 return;
             }

@@ -6,8 +6,8 @@
 use std::net::IpAddr;
 
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
 
+use crate::hangup::{hang_up_while_writes_wait, RawRequest};
 use crate::harness::{run_cli, stderr_of, Flagbase, Options, PASSWORD};
 
 /// A client whose connections come from another loopback address, so the
@@ -381,58 +381,6 @@ async fn regression_an_expiring_token_cannot_grant_lasting_roles() {
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
-/// Opens a connection and sends `method path` in full, without reading the
-/// answer.
-async fn send_in_full(
-    base: &str,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: &str,
-) -> tokio::net::TcpStream {
-    let host = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    stream
-}
-
-/// Sends every request while the database refuses writes (another
-/// connection holds the write lock), waits until the server has started
-/// handling each, resets every connection (SO_LINGER 0), and only then lets
-/// writes through: the commits land after their clients have gone, which is
-/// when follow-ups used to be lost.
-async fn hang_up_while_writes_wait(
-    fb: &Flagbase,
-    requests: Vec<(&'static str, String, String)>,
-    token: &str,
-) {
-    let lock = rusqlite::Connection::open(fb.dir().join("flagbase.db")).unwrap();
-    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let mut streams = Vec::new();
-    for (method, path, body) in &requests {
-        streams.push(send_in_full(&fb.base, method, path, token, body).await);
-    }
-    wait_for_count(fb, "every request to start", requests.len(), |line| {
-        line.contains("request started")
-            && requests
-                .iter()
-                .any(|(m, p, _)| line.contains(&format!("\"{p}\"")) && line.contains(m))
-    });
-    for stream in streams {
-        stream.set_zero_linger().unwrap();
-        drop(stream);
-    }
-    // A request on a fresh connection is answered after the server has seen
-    // the resets that reached it first.
-    assert_eq!(fb.get("/health", None).await.status, 200);
-    lock.execute_batch("ROLLBACK").unwrap();
-}
-
 /// Sends every request at once and returns the statuses, in order.
 async fn all_at_once(requests: impl IntoIterator<Item = reqwest::RequestBuilder>) -> Vec<u16> {
     let tasks: Vec<_> = requests
@@ -444,18 +392,6 @@ async fn all_at_once(requests: impl IntoIterator<Item = reqwest::RequestBuilder>
         statuses.push(t.await.unwrap());
     }
     statuses
-}
-
-/// Waits until the server has logged `n` distinct lines matching `pred`.
-fn wait_for_count(fb: &Flagbase, what: &str, n: usize, pred: impl Fn(&str) -> bool) {
-    let seen = std::sync::Mutex::new(std::collections::HashSet::new());
-    fb.stderr.wait_for(what, |line| {
-        let mut seen = seen.lock().unwrap();
-        if pred(line) {
-            seen.insert(line.to_string());
-        }
-        seen.len() >= n
-    });
 }
 
 #[tokio::test]
@@ -471,17 +407,19 @@ async fn regression_hung_up_revocations_take_effect() {
         assert_eq!(fb.get("/auth/me", Some(&secret)).await.status, 200);
         tokens.push((r.body["id"].as_str().unwrap().to_string(), secret));
     }
-    let revocations = tokens
+    let from = fb.stderr.mark();
+    let revocations: Vec<RawRequest> = tokens
         .iter()
         .map(|(id, _)| ("DELETE", format!("/api/v1/tokens/{id}"), String::new()))
         .collect();
-    hang_up_while_writes_wait(&fb, revocations, &root).await;
+    hang_up_while_writes_wait(&fb, &revocations, &root).await;
 
     // Each revocation runs to its end although its client is gone, and
     // logs once its cache invalidation is done.
-    wait_for_count(&fb, "every revocation to finish", tokens.len(), |line| {
-        line.contains("API token revoked")
-    });
+    fb.stderr
+        .wait_for_count("every revocation to finish", from, tokens.len(), |line| {
+            line.contains("API token revoked")
+        });
     let listed = fb.get("/api/v1/tokens", Some(&root)).await;
     assert_eq!(listed.body["tokens"], json!([]));
     for (id, secret) in &tokens {
@@ -523,14 +461,18 @@ async fn regression_hung_up_demotions_and_deletions_take_effect() {
     let deletions = developers
         .iter()
         .map(|(id, _)| ("DELETE", format!("/api/v1/users/{id}"), String::new()));
-    hang_up_while_writes_wait(&fb, demotions.chain(deletions).collect(), &root).await;
+    let from = fb.stderr.mark();
+    let requests: Vec<RawRequest> = demotions.chain(deletions).collect();
+    hang_up_while_writes_wait(&fb, &requests, &root).await;
 
-    wait_for_count(&fb, "every demotion to finish", admins.len(), |line| {
-        line.contains("role changed")
-    });
-    wait_for_count(&fb, "every deletion to finish", developers.len(), |line| {
-        line.contains("user deleted")
-    });
+    fb.stderr
+        .wait_for_count("every demotion to finish", from, admins.len(), |line| {
+            line.contains("role changed")
+        });
+    fb.stderr
+        .wait_for_count("every deletion to finish", from, developers.len(), |line| {
+            line.contains("user deleted")
+        });
     let listed = fb.get("/api/v1/users", Some(&root)).await;
     let users = listed.body["users"].as_array().unwrap();
     for (id, jwt) in &admins {

@@ -5,6 +5,7 @@ mod cli;
 mod consistency;
 mod errors;
 mod flags;
+mod hangup;
 mod harness;
 mod iam;
 mod iam_abuse;
