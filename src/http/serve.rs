@@ -30,7 +30,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -199,28 +199,24 @@ enum Phase {
     Idle(Instant),
 }
 
+/// The phase a connection is in. Changing it wakes nobody: every change
+/// starts a phase whose deadline is at least the shortest timeout away, and
+/// `expired` re-reads the phase at least that often, so it never fires late
+/// and the request path pays for a lock and a clock read, not for a wake-up
+/// and a timer re-armed per request.
 struct Clock {
     phase: Mutex<Phase>,
-    changed: Notify,
 }
 
 impl Clock {
     fn new() -> Self {
         Clock {
             phase: Mutex::new(Phase::Head(Instant::now())),
-            changed: Notify::new(),
         }
     }
 
-    /// Changes the phase; `notify` wakes `expired` to pick a new deadline.
-    /// Only moving a deadline later needs no wake-up: `expired` re-reads the
-    /// phase when its timer fires.
-    fn update(&self, notify: bool, change: impl FnOnce(&mut Phase)) {
-        let mut phase = self.phase.lock().expect("clock lock");
-        change(&mut phase);
-        if notify {
-            self.changed.notify_waiters();
-        }
+    fn update(&self, change: impl FnOnce(&mut Phase)) {
+        change(&mut self.phase.lock().expect("clock lock"));
     }
 
     /// Bytes arrived: an idle connection starts a new request head. While
@@ -229,10 +225,7 @@ impl Clock {
     fn bytes_read(&self) {
         let mut phase = self.phase.lock().expect("clock lock");
         match &mut *phase {
-            Phase::Idle(_) => {
-                *phase = Phase::Head(Instant::now());
-                self.changed.notify_waiters();
-            }
+            Phase::Idle(_) => *phase = Phase::Head(Instant::now()),
             Phase::Busy {
                 body_pending: true,
                 last_io,
@@ -254,7 +247,7 @@ impl Clock {
     }
 
     fn request_started(self: &Arc<Self>, body_pending: bool) -> BusyGuard {
-        self.update(true, |phase| {
+        self.update(|phase| {
             *phase = Phase::Busy {
                 body_pending,
                 responding: false,
@@ -265,7 +258,7 @@ impl Clock {
     }
 
     fn body_done(&self) {
-        self.update(true, |phase| {
+        self.update(|phase| {
             if let Phase::Busy { body_pending, .. } = phase {
                 *body_pending = false;
             }
@@ -274,31 +267,29 @@ impl Clock {
 
     /// Resolves when the current phase outlives its limit; returns its name.
     async fn expired(&self, options: &ServeOptions) -> &'static str {
+        let tick = options.header_read_timeout.min(options.idle_timeout);
         loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            // Registered before the phase is read, so no change is missed.
-            notified.as_mut().enable();
             let phase = *self.phase.lock().expect("clock lock");
-            let (deadline, name) = match phase {
-                Phase::Head(since) => (since + options.header_read_timeout, "header_read_timeout"),
-                Phase::Idle(since) => (since + options.idle_timeout, "idle_timeout"),
+            let due = match phase {
+                Phase::Head(since) => {
+                    Some((since + options.header_read_timeout, "header_read_timeout"))
+                }
+                Phase::Idle(since) => Some((since + options.idle_timeout, "idle_timeout")),
                 Phase::Busy {
                     body_pending,
                     responding,
                     last_io,
-                } if body_pending || responding => (last_io + options.idle_timeout, "idle_timeout"),
-                Phase::Busy { .. } => {
-                    notified.await;
-                    continue;
+                } if body_pending || responding => {
+                    Some((last_io + options.idle_timeout, "idle_timeout"))
                 }
+                // A working handler has no deadline here.
+                Phase::Busy { .. } => None,
             };
-            if Instant::now() >= deadline {
-                return name;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = notified => {}
+            let now = Instant::now();
+            match due {
+                Some((deadline, name)) if now >= deadline => return name,
+                Some((deadline, _)) => tokio::time::sleep_until(deadline.min(now + tick)).await,
+                None => tokio::time::sleep_until(now + tick).await,
             }
         }
     }
@@ -309,7 +300,7 @@ struct BusyGuard(Arc<Clock>);
 
 impl BusyGuard {
     fn responding(&self) {
-        self.0.update(true, |phase| {
+        self.0.update(|phase| {
             if let Phase::Busy {
                 responding,
                 last_io,
@@ -325,8 +316,7 @@ impl BusyGuard {
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        self.0
-            .update(true, |phase| *phase = Phase::Idle(Instant::now()));
+        self.0.update(|phase| *phase = Phase::Idle(Instant::now()));
     }
 }
 
