@@ -12,7 +12,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use flagbase_engine::{Context, ErrorCode, Evaluation, Reason, Snapshot};
+use flagbase_engine::{CompiledFlag, Context, ErrorCode, Evaluation, Reason};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -47,20 +47,22 @@ fn reason(r: Reason) -> &'static str {
 /// variant); else the value as compact JSON text, so a boolean flag without
 /// variants answers `"true"`/`"false"`, a number `"10"`, a string
 /// `"\"hello\""`. Equal values of one flag thus always get equal variants.
-fn variant<'a>(snapshot: &'a Snapshot, key: &str, e: &Evaluation<'a>) -> Cow<'a, str> {
+fn variant<'a>(flag: &'a CompiledFlag, e: &Evaluation<'a>) -> Cow<'a, str> {
     if let Some(name) = e.variant {
         return Cow::Borrowed(name);
     }
-    let named = snapshot.get(key).and_then(|flag| {
-        flag.spec()
-            .variants
-            .iter()
-            .find(|v| &v.value == e.value)
-            .map(|v| v.key.as_str())
-    });
-    match named {
-        Some(name) => Cow::Borrowed(name),
-        None => Cow::Owned(e.value.to_string()),
+    let named = flag
+        .spec()
+        .variants
+        .iter()
+        .find(|v| &v.value == e.value)
+        .map(|v| v.key.as_str());
+    match (named, e.value) {
+        (Some(name), _) => Cow::Borrowed(name),
+        // The common case (a boolean flag without variants) allocates nothing.
+        (None, Value::Bool(true)) => Cow::Borrowed("true"),
+        (None, Value::Bool(false)) => Cow::Borrowed("false"),
+        (None, value) => Cow::Owned(value.to_string()),
     }
 }
 
@@ -190,23 +192,28 @@ enum Item<'a> {
     },
 }
 
-fn item<'a>(snapshot: &'a Snapshot, key: &'a str, e: &Evaluation<'a>) -> Item<'a> {
-    match e.error_code {
-        Some(code) => Item::Failure {
-            key,
-            error_code: failure_code(code),
-            error_details: match code {
-                ErrorCode::FlagNotFound => format!("flag {key} not found"),
-                _ => format!("cannot evaluate flag {key}"),
-            },
-        },
-        None => Item::Success(Success {
+/// One answer; `flag` is `None` for an unknown key. Bulk callers pass the
+/// flag they evaluated, so nothing is looked up twice.
+fn item<'a>(flag: Option<&'a CompiledFlag>, key: &'a str, e: &Evaluation<'a>) -> Item<'a> {
+    match (e.error_code, flag) {
+        (None, Some(flag)) => Item::Success(Success {
             key,
             value: e.value,
             reason: reason(e.reason),
-            variant: variant(snapshot, key, e),
+            variant: variant(flag, e),
             metadata: Metadata {},
         }),
+        (code, _) => {
+            let code = code.unwrap_or(ErrorCode::FlagNotFound);
+            Item::Failure {
+                key,
+                error_code: failure_code(code),
+                error_details: match code {
+                    ErrorCode::FlagNotFound => format!("flag {key} not found"),
+                    _ => format!("cannot evaluate flag {key}"),
+                },
+            }
+        }
     }
 }
 
@@ -221,8 +228,12 @@ pub async fn evaluate_flag(
         Err(response) => return *response,
     };
     let live = state.flags.live();
-    let eval = live.snapshot.evaluate(&key, &ctx);
-    match item(&live.snapshot, &key, &eval) {
+    let flag = live.snapshot.get(&key);
+    let eval = match flag {
+        Some(flag) => flag.evaluate(&ctx),
+        None => Evaluation::not_found(),
+    };
+    match item(flag, &key, &eval) {
         Item::Failure {
             error_code,
             error_details,
@@ -296,8 +307,8 @@ pub async fn evaluate_all(
     }
     let flags: Vec<Item> = live
         .snapshot
-        .evaluate_all(&ctx)
-        .map(|(k, e)| item(&live.snapshot, k, &e))
+        .flags()
+        .map(|f| item(Some(f), f.key(), &f.evaluate(&ctx)))
         .collect();
     let mut response = axum::Json(Bulk { flags }).into_response();
     response.headers_mut().insert(header::ETAG, etag);
