@@ -5,6 +5,7 @@
 pub mod config;
 pub mod duration;
 pub mod error;
+pub mod events;
 pub mod flags;
 pub mod http;
 pub mod iam;

@@ -286,7 +286,7 @@ async fn create_user(
         )
         .await;
     store.close().await;
-    let user = created.map_err(Failure::runtime)?;
+    let user = created.map_err(Failure::runtime)?.value;
     println!("created {} user {} (id {})", user.role, user.email, user.id);
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! Domain records shared by the services and the storage port: users, roles
-//! and API tokens. No behaviour beyond what a role means.
+//! Domain records shared by the services and the storage port: users, roles,
+//! API tokens, flags, audit records and committed changes. No behaviour
+//! beyond what a role means and how a flag is shown.
 
 use std::fmt;
 use std::str::FromStr;
@@ -109,6 +110,20 @@ pub struct FlagRecord {
 }
 
 impl FlagRecord {
+    /// The flag as every API shows it: the stored definition plus the
+    /// server-kept fields. One place, so REST responses and change events
+    /// can never show a flag differently.
+    pub fn api_json(&self) -> serde_json::Value {
+        let mut body = self.spec.clone();
+        if let serde_json::Value::Object(map) = &mut body {
+            map.insert("version".into(), self.version.into());
+            map.insert("created_at".into(), serde_json::json!(self.created_at));
+            map.insert("updated_at".into(), serde_json::json!(self.updated_at));
+            map.insert("updated_by".into(), self.updated_by.clone().into());
+        }
+        body
+    }
+
     pub fn revision(&self) -> Revision {
         Revision {
             incarnation: self.incarnation.clone(),
@@ -135,6 +150,8 @@ impl std::fmt::Display for Revision {
 #[derive(Clone, Debug, Serialize)]
 pub struct AuditRecord {
     pub id: String,
+    /// The change's position in the store's change sequence (see `Committed`).
+    pub seq: u64,
     pub at: DateTime<Utc>,
     /// User id of who did it, or `cli`, `setup`, `anonymous`.
     pub actor: String,
@@ -158,4 +175,30 @@ pub struct AuditQuery {
     pub actor: Option<String>,
     pub limit: usize,
     pub cursor: Option<String>,
+}
+
+/// What a state-changing store method returns: the value it committed and
+/// the change's place in the store's change sequence.
+///
+/// The sequence is gapless and in commit order: the store takes the next
+/// number inside the committing transaction (so a change that rolls back
+/// takes none) and writes it on the change's audit record. Event consumers
+/// (the bus, the stream) use it to notice a gap and to resume.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Committed<T> {
+    pub value: T,
+    /// 1 for the first change ever stored, then one more per change.
+    pub seq: u64,
+    /// When the change was committed, as its audit record says.
+    pub at: DateTime<Utc>,
+}
+
+impl<T> Committed<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Committed<U> {
+        Committed {
+            value: f(self.value),
+            seq: self.seq,
+            at: self.at,
+        }
+    }
 }

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::events::ChangeFeed;
 use crate::flags::Flags;
 use crate::http::{self, AppState, HttpOptions, ServeOptions};
 use crate::iam::Iam;
@@ -65,13 +66,15 @@ pub async fn start(config: Config) -> Result<(), StartError> {
             .await
             .expect("database open task")?,
     );
+    // The change feed every service publishes its committed changes to.
+    let feed = Arc::new(ChangeFeed::default());
     let iam = Arc::new(
-        Iam::new(store.clone(), &config.iam)
+        Iam::new(store.clone(), feed.clone(), &config.iam)
             .await
             .map_err(StartError::Iam)?,
     );
     let flags = Arc::new(
-        Flags::load(store.clone())
+        Flags::load(store.clone(), feed.clone())
             .await
             .map_err(StartError::Flags)?,
     );

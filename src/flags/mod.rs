@@ -3,8 +3,11 @@
 //!
 //! Writes are serialised by one lock held across "write to the store, then
 //! swap the snapshot", so the snapshot always equals the store's contents in
-//! commit order. That unit runs on its own task (`run_to_completion`): a
-//! client hanging up cannot stop a committed change from being published.
+//! commit order. Inside it the change also takes the change feed's commit
+//! turn and, right after the commit, publishes its event, so events leave in
+//! the store's sequence order. That unit runs on its own task
+//! (`run_to_completion`): a client hanging up cannot stop a committed change
+//! from reaching the snapshot and the feed.
 //! Definitions are validated and compiled (up to 500 rules × 50 conditions
 //! with regexes) on a blocking thread and before the lock is taken, so
 //! neither the async workers nor other writers wait for compilation.
@@ -19,6 +22,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
 use crate::error::{Error, Result};
+use crate::events::{ChangeEvent, ChangeFeed, Subject};
 use crate::iam::Caller;
 use crate::model::{AuditQuery, AuditRecord, FlagRecord, Revision, Role};
 use crate::storage::Store;
@@ -38,6 +42,7 @@ pub struct Live {
 
 pub struct Flags {
     store: Arc<dyn Store>,
+    feed: Arc<ChangeFeed>,
     live: ArcSwap<Live>,
     writer: Mutex<u64>,
     boot_id: String,
@@ -53,7 +58,7 @@ impl Flags {
     /// Loads and compiles every stored flag. A stored flag that no longer
     /// compiles (it cannot happen through this API) is logged and left out of
     /// evaluation rather than keeping Flagbase from starting.
-    pub async fn load(store: Arc<dyn Store>) -> Result<Flags> {
+    pub async fn load(store: Arc<dyn Store>, feed: Arc<ChangeFeed>) -> Result<Flags> {
         let records = store.flags().await?;
         let compiled = off_workers(move || {
             let mut compiled = Vec::new();
@@ -77,6 +82,7 @@ impl Flags {
         };
         Ok(Flags {
             store,
+            feed,
             live: ArcSwap::from_pointee(live),
             writer: Mutex::new(0),
             boot_id,
@@ -105,9 +111,11 @@ impl Flags {
         let (this, actor) = (self.clone(), caller.user.id.clone());
         run_to_completion(async move {
             let mut generation = this.writer.lock().await;
-            let record = this.store.create_flag(compiled.key(), spec, &actor).await?;
+            let turn = this.feed.begin().await;
+            let change = this.store.create_flag(compiled.key(), spec, &actor).await?;
             this.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
-            Ok(record)
+            turn.publish(ChangeEvent::flag(Subject::FlagCreated, &actor, &change));
+            Ok(change.value)
         })
         .await
     }
@@ -209,12 +217,18 @@ impl Flags {
         let (this, k, a) = (self.clone(), key.clone(), actor.clone());
         let optimistic = run_to_completion(async move {
             let mut generation = this.writer.lock().await;
-            let record = this
+            let turn = this.feed.begin().await;
+            let change = this
                 .store
                 .update_flag(&k, spec, Some(revision), action, &a)
                 .await?;
             this.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
-            Ok(record)
+            turn.publish(ChangeEvent::flag(
+                Subject::for_flag_action(action),
+                &a,
+                &change,
+            ));
+            Ok(change.value)
         })
         .await;
         match optimistic {
@@ -227,12 +241,20 @@ impl Flags {
             let mut generation = this.writer.lock().await;
             let (revision, map) = this.current(&key, None).await?;
             let (spec, compiled) = off_workers(move || compile(change(map)?)).await?;
-            let record = this
+            // Taken after compiling, so other services' writes do not wait
+            // for it; the flags writer lock already keeps this key still.
+            let turn = this.feed.begin().await;
+            let change = this
                 .store
                 .update_flag(&key, spec, Some(revision), action, &actor)
                 .await?;
             this.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
-            Ok(record)
+            turn.publish(ChangeEvent::flag(
+                Subject::for_flag_action(action),
+                &actor,
+                &change,
+            ));
+            Ok(change.value)
         })
         .await
     }
@@ -273,8 +295,10 @@ impl Flags {
         let (this, key, actor) = (self.clone(), key.to_string(), caller.user.id.clone());
         run_to_completion(async move {
             let mut generation = this.writer.lock().await;
-            this.store.delete_flag(&key, if_match, &actor).await?;
+            let turn = this.feed.begin().await;
+            let change = this.store.delete_flag(&key, if_match, &actor).await?;
             this.publish(&mut generation, |s| s.without_flag(&key));
+            turn.publish(ChangeEvent::flag(Subject::FlagDeleted, &actor, &change));
             Ok(())
         })
         .await

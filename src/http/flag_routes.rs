@@ -22,14 +22,7 @@ const MAX_PAGE: usize = 1000;
 
 /// The stored definition plus the server-kept fields, as every route shows it.
 fn flag_json(record: &FlagRecord) -> Value {
-    let mut body = record.spec.clone();
-    if let Value::Object(map) = &mut body {
-        map.insert("version".into(), record.version.into());
-        map.insert("created_at".into(), json!(record.created_at));
-        map.insert("updated_at".into(), json!(record.updated_at));
-        map.insert("updated_by".into(), record.updated_by.clone().into());
-    }
-    body
+    record.api_json()
 }
 
 /// A flag's current entity tag without its quotes: the incarnation (new for

@@ -4,6 +4,11 @@
 //! Authority always comes from the stored user, looked up on every request,
 //! never from a token's claims: a deleted user or a lowered role takes effect
 //! at once, not when the token expires.
+//!
+//! Every change (users, roles, tokens) runs as one unit of work that takes
+//! the change feed's commit turn, commits, and publishes its event, so IAM
+//! events interleave with flag events in the store's sequence order and a
+//! client hanging up cannot lose one.
 
 pub mod api_token;
 mod cache;
@@ -23,6 +28,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::IamConfig;
 use crate::error::{Error, Result};
+use crate::events::{ChangeEvent, ChangeFeed, Subject};
 use crate::model::{ApiToken, NewApiToken, NewUser, Role, User};
 use crate::storage::Store;
 use crate::unit_of_work::run_to_completion;
@@ -99,6 +105,7 @@ struct SetupToken {
 
 pub struct Iam {
     store: Arc<dyn Store>,
+    feed: Arc<ChangeFeed>,
     passwords: Passwords,
     jwt: JwtKeys,
     throttle: LoginThrottle,
@@ -132,7 +139,11 @@ impl Iam {
     /// Resolves the signing secret (configured, or generated once and kept in
     /// the database) and, on a database without an admin, mints the one-time
     /// setup token.
-    pub async fn new(store: Arc<dyn Store>, config: &IamConfig) -> Result<Iam> {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        feed: Arc<ChangeFeed>,
+        config: &IamConfig,
+    ) -> Result<Iam> {
         let secret = match &config.jwt_secret {
             Some(secret) => secret.clone(),
             None => {
@@ -165,6 +176,7 @@ impl Iam {
             setup_ttl: config.setup_token_ttl.get(),
             principals: Principals::default(),
             store,
+            feed,
         };
         if iam.store.has_admin().await? {
             iam.admin_exists.store(true, Ordering::Release);
@@ -239,6 +251,7 @@ impl Iam {
         // Commit and retiring the token are one unit: a hang-up between
         // them would leave a used token pending.
         let user = run_to_completion(async move {
+            let turn = this.feed.begin().await;
             let user = this
                 .store
                 .create_first_admin(NewUser {
@@ -247,13 +260,18 @@ impl Iam {
                     role: Role::Admin,
                 })
                 .await;
+            if let Ok(change) = &user {
+                // The first admin is their own actor, as in the audit log.
+                let actor = change.value.id.clone();
+                turn.publish(ChangeEvent::user(Subject::UserCreated, &actor, change));
+            }
             // Whatever happened, an admin now exists or the token was used:
             // either way it must not work again.
             if matches!(&user, Ok(_) | Err(Error::Conflict(_))) {
                 this.setup.lock().expect("setup lock").take();
                 this.admin_exists.store(true, Ordering::Release);
             }
-            user
+            user.map(|change| change.value)
         })
         .await;
         let user = user.map_err(|e| match e {
@@ -315,6 +333,8 @@ impl Iam {
     }
 
     /// Creates a user without any caller check: for `register` and the CLI.
+    /// The commit and its event are one unit that finishes even if the
+    /// client hangs up.
     pub async fn create_user(
         &self,
         email: String,
@@ -323,19 +343,25 @@ impl Iam {
         actor: &str,
     ) -> Result<User> {
         let password_hash = self.passwords.hash(password).await?;
-        let user = self
-            .store
-            .create_user(
-                NewUser {
-                    email,
-                    password_hash,
-                    role,
-                },
-                actor,
-            )
-            .await?;
-        tracing::info!(user_id = %user.id, role = %user.role, "user created");
-        Ok(user)
+        let (store, feed, actor) = (self.store.clone(), self.feed.clone(), actor.to_string());
+        run_to_completion(async move {
+            let turn = feed.begin().await;
+            let change = store
+                .create_user(
+                    NewUser {
+                        email,
+                        password_hash,
+                        role,
+                    },
+                    &actor,
+                )
+                .await?;
+            turn.publish(ChangeEvent::user(Subject::UserCreated, &actor, &change));
+            let user = change.value;
+            tracing::info!(user_id = %user.id, role = %user.role, "user created");
+            Ok(user)
+        })
+        .await
     }
 
     /// Checks a password. An unknown email and a wrong password take the same
@@ -460,10 +486,12 @@ impl Iam {
         caller.require_lasting(role)?;
         let (this, by, id) = (self.clone(), caller.user.id.clone(), id.to_string());
         run_to_completion(async move {
-            let user = this.store.set_user_role(&id, role, &by).await?;
+            let turn = this.feed.begin().await;
+            let change = this.store.set_user_role(&id, role, &by).await?;
             this.principals.invalidate();
+            turn.publish(ChangeEvent::user(Subject::UserRoleChanged, &by, &change));
             tracing::info!(user_id = %id, role = %role, by = %by, "role changed");
-            Ok(user)
+            Ok(change.value)
         })
         .await
     }
@@ -473,8 +501,10 @@ impl Iam {
         caller.require(Role::Admin)?;
         let (this, by, id) = (self.clone(), caller.user.id.clone(), id.to_string());
         run_to_completion(async move {
-            this.store.delete_user(&id, &by).await?;
+            let turn = this.feed.begin().await;
+            let change = this.store.delete_user(&id, &by).await?;
             this.principals.invalidate();
+            turn.publish(ChangeEvent::user(Subject::UserDeleted, &by, &change));
             tracing::info!(user_id = %id, by = %by, "user deleted");
             Ok(())
         })
@@ -522,21 +552,30 @@ impl Iam {
             }
         }
         let minted = api_token::mint();
-        let token = self
-            .store
-            .create_api_token(
-                NewApiToken {
-                    id: minted.id,
-                    name: name.to_string(),
-                    role,
-                    owner_id: caller.user.id.clone(),
-                    secret_hash: minted.secret_hash,
-                    expires_at,
-                },
-                &caller.user.id,
-            )
-            .await?;
-        tracing::info!(token_id = %token.id, role = %role, by = %caller.user.id, "API token created");
+        let new = NewApiToken {
+            id: minted.id,
+            name: name.to_string(),
+            role,
+            owner_id: caller.user.id.clone(),
+            secret_hash: minted.secret_hash,
+            expires_at,
+        };
+        let (store, feed, by) = (
+            self.store.clone(),
+            self.feed.clone(),
+            caller.user.id.clone(),
+        );
+        // Commit and event are one unit that finishes even if the client
+        // hangs up (the plaintext is then lost with the response, as the
+        // token's owner would expect of an unanswered request).
+        let token = run_to_completion(async move {
+            let turn = feed.begin().await;
+            let change = store.create_api_token(new, &by).await?;
+            turn.publish(ChangeEvent::token(Subject::TokenCreated, &by, &change));
+            tracing::info!(token_id = %change.value.id, role = %role, by = %by, "API token created");
+            Ok::<_, Error>(change.value)
+        })
+        .await?;
         Ok((token, minted.plaintext))
     }
 
@@ -572,10 +611,17 @@ impl Iam {
                     caller.role
                 )));
             }
-            this.store
+            let turn = this.feed.begin().await;
+            let change = this
+                .store
                 .delete_api_token(&token.id, &caller.user.id)
                 .await?;
             this.principals.invalidate();
+            turn.publish(ChangeEvent::token(
+                Subject::TokenDeleted,
+                &caller.user.id,
+                &change,
+            ));
             tracing::info!(token_id = %id, by = %caller.user.id, "API token revoked");
             Ok(())
         })

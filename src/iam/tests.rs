@@ -12,7 +12,11 @@ async fn iam_with(dir: &std::path::Path, config: IamConfig) -> Arc<Iam> {
         busy_timeout: Duration::from_secs(1),
     })
     .unwrap();
-    Arc::new(Iam::new(Arc::new(store), &config).await.unwrap())
+    Arc::new(
+        Iam::new(Arc::new(store), Arc::default(), &config)
+            .await
+            .unwrap(),
+    )
 }
 
 async fn iam(dir: &std::path::Path) -> Arc<Iam> {

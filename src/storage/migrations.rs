@@ -54,6 +54,22 @@ const MIGRATIONS: &[&str] = &[
     // ETag of its predecessor. Existing rows each get their own.
     "ALTER TABLE flags ADD COLUMN incarnation TEXT NOT NULL DEFAULT '';
      UPDATE flags SET incarnation = lower(hex(randomblob(8)));",
+    // 4: the change sequence. One row holds the last number taken; every
+    // audited change takes the next one inside its own transaction and
+    // writes it on its audit record, so the numbers are gapless and in
+    // commit order (an autoincrement id is neither once a transaction can
+    // roll back). Existing records are numbered in commit order, which is
+    // the order of their time-ordered ids.
+    "CREATE TABLE change_sequence (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        last INTEGER NOT NULL
+     );
+     ALTER TABLE audit_log ADD COLUMN seq INTEGER;
+     UPDATE audit_log SET seq = numbered.n
+       FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM audit_log) AS numbered
+      WHERE numbered.id = audit_log.id;
+     INSERT INTO change_sequence (id, last) SELECT 1, COUNT(*) FROM audit_log;
+     CREATE UNIQUE INDEX audit_log_seq ON audit_log(seq);",
 ];
 
 /// The schema version this build writes.
@@ -114,5 +130,40 @@ mod tests {
         assert_eq!(ids.len(), 2);
         assert!(ids.iter().all(|id| id.len() == 16), "{ids:?}");
         assert_ne!(ids[0], ids[1]);
+    }
+
+    /// Audit records written before migration 4 are numbered 1..n in the
+    /// order of their ids, and the next change continues at n + 1.
+    #[test]
+    fn migration_4_numbers_existing_audit_records_in_commit_order() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        // Inserted out of id order, as a reader of the table might see them.
+        for id in ["0002", "0003", "0001"] {
+            conn.execute(
+                "INSERT INTO audit_log (id, at, actor, action, target) VALUES (?1, 't', 'a', 'x', 'y')",
+                [id],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let numbered: Vec<(String, i64)> = conn
+            .prepare("SELECT id, seq FROM audit_log ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            numbered,
+            [("0001".into(), 1), ("0002".into(), 2), ("0003".into(), 3)]
+        );
+        let last: i64 = conn
+            .query_row("SELECT last FROM change_sequence", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(last, 3);
     }
 }

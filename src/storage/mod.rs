@@ -5,7 +5,11 @@
 //!
 //! Every method that changes state takes the acting principal and writes an
 //! audit record in the same transaction, so nothing that changed state can
-//! be missing from the audit log.
+//! be missing from the audit log. In that transaction it also takes the
+//! change's number in one gapless, commit-ordered change sequence (written
+//! on the audit record as `seq`) and returns it with the committed value as
+//! a `Committed<T>`; a change that fails takes no number. Deletions return
+//! what they deleted, so followers (events) can describe it.
 
 mod migrations;
 mod pool;
@@ -15,7 +19,8 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::{
-    ApiToken, AuditQuery, AuditRecord, FlagRecord, NewApiToken, NewUser, Revision, Role, User,
+    ApiToken, AuditQuery, AuditRecord, Committed, FlagRecord, NewApiToken, NewUser, Revision, Role,
+    User,
 };
 
 pub use sqlite::SqliteStore;
@@ -26,9 +31,9 @@ pub trait Store: Send + Sync {
     async fn ping(&self) -> Result<()>;
 
     /// `Conflict` when the email is taken. Emails arrive normalised.
-    async fn create_user(&self, new: NewUser, actor: &str) -> Result<User>;
+    async fn create_user(&self, new: NewUser, actor: &str) -> Result<Committed<User>>;
     /// Creates an admin only while none exists, atomically; `Conflict` otherwise.
-    async fn create_first_admin(&self, new: NewUser) -> Result<User>;
+    async fn create_first_admin(&self, new: NewUser) -> Result<Committed<User>>;
     async fn user(&self, id: &str) -> Result<Option<User>>;
     async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
     /// All users, oldest first.
@@ -36,20 +41,20 @@ pub trait Store: Send + Sync {
     async fn has_admin(&self) -> Result<bool>;
     /// `NotFound`, or `Conflict` when it would leave no admin. Lowers the
     /// user's API tokens that would outrank the new role.
-    async fn set_user_role(&self, id: &str, role: Role, actor: &str) -> Result<User>;
+    async fn set_user_role(&self, id: &str, role: Role, actor: &str) -> Result<Committed<User>>;
     /// Deletes the user and their API tokens. `NotFound`, or `Conflict` when it
     /// would leave no admin.
-    async fn delete_user(&self, id: &str, actor: &str) -> Result<()>;
+    async fn delete_user(&self, id: &str, actor: &str) -> Result<Committed<User>>;
 
     /// Stores `value` under `key` unless a value is there; returns the stored one.
     async fn init_setting(&self, key: &str, value: &str) -> Result<String>;
 
-    async fn create_api_token(&self, new: NewApiToken, actor: &str) -> Result<ApiToken>;
+    async fn create_api_token(&self, new: NewApiToken, actor: &str) -> Result<Committed<ApiToken>>;
     async fn api_token(&self, id: &str) -> Result<Option<ApiToken>>;
     /// Tokens of one owner, or of everyone when `owner` is `None`; oldest first.
     async fn api_tokens(&self, owner: Option<&str>) -> Result<Vec<ApiToken>>;
     /// `NotFound` when there is no such token.
-    async fn delete_api_token(&self, id: &str, actor: &str) -> Result<()>;
+    async fn delete_api_token(&self, id: &str, actor: &str) -> Result<Committed<ApiToken>>;
 
     /// Every flag, ordered by key (to build the evaluation snapshot).
     async fn flags(&self) -> Result<Vec<FlagRecord>>;
@@ -62,7 +67,7 @@ pub trait Store: Send + Sync {
         key: &str,
         spec: serde_json::Value,
         actor: &str,
-    ) -> Result<FlagRecord>;
+    ) -> Result<Committed<FlagRecord>>;
     /// Replaces a flag's spec and bumps its version. `NotFound`, or
     /// `PreconditionFailed` when `expected` is given and the stored flag is
     /// another incarnation or at another version.
@@ -74,9 +79,14 @@ pub trait Store: Send + Sync {
         expected: Option<Revision>,
         action: &str,
         actor: &str,
-    ) -> Result<FlagRecord>;
+    ) -> Result<Committed<FlagRecord>>;
     /// `NotFound`, or `PreconditionFailed` as for `update_flag`.
-    async fn delete_flag(&self, key: &str, expected: Option<Revision>, actor: &str) -> Result<()>;
+    async fn delete_flag(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+        actor: &str,
+    ) -> Result<Committed<FlagRecord>>;
 
     /// Audit records, newest first.
     async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditRecord>>;

@@ -1,5 +1,6 @@
-//! The audit log table: written inside the transaction of each change, read
-//! newest first with keyset pagination on the time-ordered id. Reading is
+//! The audit log table: written inside the transaction of each change, which
+//! takes the change's number in the change sequence there; read newest first
+//! with keyset pagination on the time-ordered id. Reading is
 //! tolerant: a record whose stored JSON cannot be parsed is served with that
 //! field as `null` and named in `unreadable`, never failing its page.
 
@@ -13,9 +14,13 @@ use serde_json::Value;
 
 use super::{db_err, now, parse_ts, ts};
 use crate::error::{Error, Result};
-use crate::model::{AuditQuery, AuditRecord};
+use crate::model::{AuditQuery, AuditRecord, Committed};
 
-/// Appends one record; call it with the transaction that makes the change.
+/// Appends one record and takes the next number of the change sequence for
+/// it; call it with the transaction that makes the change, so the number is
+/// taken if and only if the change commits, and in commit order (the write
+/// lock is held from here to the commit). Returns the change's number and
+/// time, for the caller to put on what it returns.
 pub fn write<B: Serialize, A: Serialize>(
     conn: &Connection,
     actor: &str,
@@ -23,26 +28,39 @@ pub fn write<B: Serialize, A: Serialize>(
     target: &str,
     before: Option<&B>,
     after: Option<&A>,
-) -> Result<()> {
+) -> Result<Committed<()>> {
     fn json<T: Serialize>(v: Option<&T>) -> Result<Option<String>> {
         v.map(|v| serde_json::to_string(v).map_err(Error::internal))
             .transpose()
     }
+    let seq: i64 = conn
+        .query_row(
+            "UPDATE change_sequence SET last = last + 1 WHERE id = 1 RETURNING last",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    let at = now();
     conn.execute(
-        "INSERT INTO audit_log (id, at, actor, action, target, before, after)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO audit_log (id, at, actor, action, target, before, after, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             uuid::Uuid::now_v7().to_string(),
-            ts(now()),
+            ts(at),
             actor,
             action,
             target,
             json(before)?,
             json(after)?,
+            seq,
         ],
     )
     .map_err(db_err)?;
-    Ok(())
+    Ok(Committed {
+        value: (),
+        seq: u64::try_from(seq).map_err(Error::internal)?,
+        at,
+    })
 }
 
 /// `None` for an absent side of a change, typed so `write` can infer `T`.
@@ -107,6 +125,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     let before = side(5, "before");
     let after = side(6, "after");
     Ok(AuditRecord {
+        seq: r.get::<_, i64>(7)?.max(0) as u64,
         at: parse_ts(&r.get::<_, String>(1)?)?,
         actor: r.get(2)?,
         action: r.get(3)?,
@@ -121,7 +140,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
 pub fn query(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT id, at, actor, action, target, before, after FROM audit_log
+            "SELECT id, at, actor, action, target, before, after, seq FROM audit_log
              WHERE (?1 IS NULL OR target = ?1)
                AND (?2 IS NULL OR actor = ?2)
                AND (?3 IS NULL OR id < ?3)

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{audit, db_err, now, parse_ts, ts};
 use crate::error::{Error, Result};
-use crate::model::{FlagRecord, Revision};
+use crate::model::{Committed, FlagRecord, Revision};
 
 const COLUMNS: &str = "key, spec, version, created_at, updated_at, updated_by, incarnation";
 
@@ -69,7 +69,12 @@ pub fn get(conn: &Connection, key: &str) -> Result<Option<FlagRecord>> {
     .map_err(db_err)
 }
 
-pub fn create(conn: &mut Connection, key: &str, spec: Value, actor: &str) -> Result<FlagRecord> {
+pub fn create(
+    conn: &mut Connection,
+    key: &str,
+    spec: Value,
+    actor: &str,
+) -> Result<Committed<FlagRecord>> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err)?;
@@ -98,7 +103,7 @@ pub fn create(conn: &mut Connection, key: &str, spec: Value, actor: &str) -> Res
         Error::Conflict(_) => Error::Conflict(format!("a flag with key {key} already exists")),
         other => other,
     })?;
-    audit::write(
+    let committed = audit::write(
         &tx,
         actor,
         "flag.create",
@@ -107,7 +112,7 @@ pub fn create(conn: &mut Connection, key: &str, spec: Value, actor: &str) -> Res
         Some(&audited(&flag)),
     )?;
     tx.commit().map_err(db_err)?;
-    Ok(flag)
+    Ok(committed.map(|()| flag))
 }
 
 /// Loads the current row and checks the caller's expected revision.
@@ -131,7 +136,7 @@ pub fn update(
     expected: Option<&Revision>,
     action: &str,
     actor: &str,
-) -> Result<FlagRecord> {
+) -> Result<Committed<FlagRecord>> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err)?;
@@ -154,7 +159,7 @@ pub fn update(
         ],
     )
     .map_err(db_err)?;
-    audit::write(
+    let committed = audit::write(
         &tx,
         actor,
         action,
@@ -163,7 +168,7 @@ pub fn update(
         Some(&audited(&after)),
     )?;
     tx.commit().map_err(db_err)?;
-    Ok(after)
+    Ok(committed.map(|()| after))
 }
 
 pub fn delete(
@@ -171,14 +176,14 @@ pub fn delete(
     key: &str,
     expected: Option<&Revision>,
     actor: &str,
-) -> Result<()> {
+) -> Result<Committed<FlagRecord>> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err)?;
     let before = current(&tx, key, expected)?;
     tx.execute("DELETE FROM flags WHERE key = ?1", [key])
         .map_err(db_err)?;
-    audit::write(
+    let committed = audit::write(
         &tx,
         actor,
         "flag.delete",
@@ -186,5 +191,6 @@ pub fn delete(
         Some(&audited(&before)),
         audit::NOTHING,
     )?;
-    tx.commit().map_err(db_err)
+    tx.commit().map_err(db_err)?;
+    Ok(committed.map(|()| before))
 }

@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use super::{audit, db_err, now, parse_ts, ts};
 use crate::error::{Error, Result};
-use crate::model::{ApiToken, NewApiToken, NewUser, Role, User};
+use crate::model::{ApiToken, Committed, NewApiToken, NewUser, Role, User};
 
 fn parse_role(text: &str) -> rusqlite::Result<Role> {
     text.parse()
@@ -46,7 +46,7 @@ fn immediate(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>> {
         .map_err(db_err)
 }
 
-fn insert_user(conn: &Connection, new: NewUser, actor: &str) -> Result<User> {
+fn insert_user(conn: &Connection, new: NewUser, actor: &str) -> Result<Committed<User>> {
     let user = User {
         id: uuid::Uuid::now_v7().to_string(),
         email: new.email,
@@ -65,7 +65,7 @@ fn insert_user(conn: &Connection, new: NewUser, actor: &str) -> Result<User> {
         other => other,
     })?;
     let actor = if actor.is_empty() { &user.id } else { actor };
-    audit::write(
+    let committed = audit::write(
         conn,
         actor,
         "user.create",
@@ -73,7 +73,7 @@ fn insert_user(conn: &Connection, new: NewUser, actor: &str) -> Result<User> {
         audit::NOTHING,
         Some(&user),
     )?;
-    Ok(user)
+    Ok(committed.map(|()| user))
 }
 
 fn admin_count(conn: &Connection) -> Result<i64> {
@@ -117,14 +117,14 @@ pub fn users(conn: &Connection) -> Result<Vec<User>> {
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
 }
 
-pub fn create_user(conn: &mut Connection, new: NewUser, actor: &str) -> Result<User> {
+pub fn create_user(conn: &mut Connection, new: NewUser, actor: &str) -> Result<Committed<User>> {
     let tx = immediate(conn)?;
     let user = insert_user(&tx, new, actor)?;
     tx.commit().map_err(db_err)?;
     Ok(user)
 }
 
-pub fn create_first_admin(conn: &mut Connection, new: NewUser) -> Result<User> {
+pub fn create_first_admin(conn: &mut Connection, new: NewUser) -> Result<Committed<User>> {
     let tx = immediate(conn)?;
     if has_admin(&tx)? {
         return Err(Error::Conflict("an admin already exists".into()));
@@ -152,7 +152,12 @@ fn guard_last_admin(conn: &Connection, user: &User) -> Result<()> {
     Ok(())
 }
 
-pub fn set_user_role(conn: &mut Connection, id: &str, role: Role, actor: &str) -> Result<User> {
+pub fn set_user_role(
+    conn: &mut Connection,
+    id: &str,
+    role: Role,
+    actor: &str,
+) -> Result<Committed<User>> {
     let tx = immediate(conn)?;
     let before = user(&tx, id)?.ok_or_else(|| Error::NotFound(format!("user {id}")))?;
     if role != Role::Admin {
@@ -175,7 +180,7 @@ pub fn set_user_role(conn: &mut Connection, id: &str, role: Role, actor: &str) -
         role,
         ..before.clone()
     };
-    audit::write(
+    let committed = audit::write(
         &tx,
         actor,
         "user.role",
@@ -184,16 +189,16 @@ pub fn set_user_role(conn: &mut Connection, id: &str, role: Role, actor: &str) -
         Some(&after),
     )?;
     tx.commit().map_err(db_err)?;
-    Ok(after)
+    Ok(committed.map(|()| after))
 }
 
-pub fn delete_user(conn: &mut Connection, id: &str, actor: &str) -> Result<()> {
+pub fn delete_user(conn: &mut Connection, id: &str, actor: &str) -> Result<Committed<User>> {
     let tx = immediate(conn)?;
     let before = user(&tx, id)?.ok_or_else(|| Error::NotFound(format!("user {id}")))?;
     guard_last_admin(&tx, &before)?;
     tx.execute("DELETE FROM users WHERE id = ?1", [id])
         .map_err(db_err)?;
-    audit::write(
+    let committed = audit::write(
         &tx,
         actor,
         "user.delete",
@@ -201,7 +206,8 @@ pub fn delete_user(conn: &mut Connection, id: &str, actor: &str) -> Result<()> {
         Some(&before),
         audit::NOTHING,
     )?;
-    tx.commit().map_err(db_err)
+    tx.commit().map_err(db_err)?;
+    Ok(committed.map(|()| before))
 }
 
 pub fn init_setting(conn: &Connection, key: &str, value: &str) -> Result<String> {
@@ -216,7 +222,11 @@ pub fn init_setting(conn: &Connection, key: &str, value: &str) -> Result<String>
     .map_err(db_err)
 }
 
-pub fn create_api_token(conn: &mut Connection, new: NewApiToken, actor: &str) -> Result<ApiToken> {
+pub fn create_api_token(
+    conn: &mut Connection,
+    new: NewApiToken,
+    actor: &str,
+) -> Result<Committed<ApiToken>> {
     let tx = immediate(conn)?;
     let token = ApiToken {
         id: new.id,
@@ -245,7 +255,7 @@ pub fn create_api_token(conn: &mut Connection, new: NewApiToken, actor: &str) ->
         Error::Conflict(_) => Error::NotFound(format!("user {}", token.owner_id)),
         other => other,
     })?;
-    audit::write(
+    let committed = audit::write(
         &tx,
         actor,
         "token.create",
@@ -254,7 +264,7 @@ pub fn create_api_token(conn: &mut Connection, new: NewApiToken, actor: &str) ->
         Some(&token),
     )?;
     tx.commit().map_err(db_err)?;
-    Ok(token)
+    Ok(committed.map(|()| token))
 }
 
 pub fn api_token(conn: &Connection, id: &str) -> Result<Option<ApiToken>> {
@@ -277,12 +287,16 @@ pub fn api_tokens(conn: &Connection, owner: Option<&str>) -> Result<Vec<ApiToken
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
 }
 
-pub fn delete_api_token(conn: &mut Connection, id: &str, actor: &str) -> Result<()> {
+pub fn delete_api_token(
+    conn: &mut Connection,
+    id: &str,
+    actor: &str,
+) -> Result<Committed<ApiToken>> {
     let tx = immediate(conn)?;
     let before = api_token(&tx, id)?.ok_or_else(|| Error::NotFound(format!("token {id}")))?;
     tx.execute("DELETE FROM api_tokens WHERE id = ?1", [id])
         .map_err(db_err)?;
-    audit::write(
+    let committed = audit::write(
         &tx,
         actor,
         "token.delete",
@@ -290,5 +304,6 @@ pub fn delete_api_token(conn: &mut Connection, id: &str, actor: &str) -> Result<
         Some(&before),
         audit::NOTHING,
     )?;
-    tx.commit().map_err(db_err)
+    tx.commit().map_err(db_err)?;
+    Ok(committed.map(|()| before))
 }

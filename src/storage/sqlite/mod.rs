@@ -22,7 +22,8 @@ use super::pool::Pool;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::model::{
-    ApiToken, AuditQuery, AuditRecord, FlagRecord, NewApiToken, NewUser, Revision, Role, User,
+    ApiToken, AuditQuery, AuditRecord, Committed, FlagRecord, NewApiToken, NewUser, Revision, Role,
+    User,
 };
 
 /// Why the database could not be opened at start.
@@ -246,14 +247,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn create_user(&self, new: NewUser, actor: &str) -> Result<User> {
+    async fn create_user(&self, new: NewUser, actor: &str) -> Result<Committed<User>> {
         let actor = own(actor);
         self.pool
             .write(move |c| iam::create_user(c, new, &actor))
             .await
     }
 
-    async fn create_first_admin(&self, new: NewUser) -> Result<User> {
+    async fn create_first_admin(&self, new: NewUser) -> Result<Committed<User>> {
         self.pool
             .write(move |c| iam::create_first_admin(c, new))
             .await
@@ -277,14 +278,14 @@ impl Store for SqliteStore {
         self.pool.read(iam::has_admin).await
     }
 
-    async fn set_user_role(&self, id: &str, role: Role, actor: &str) -> Result<User> {
+    async fn set_user_role(&self, id: &str, role: Role, actor: &str) -> Result<Committed<User>> {
         let (id, actor) = (own(id), own(actor));
         self.pool
             .write(move |c| iam::set_user_role(c, &id, role, &actor))
             .await
     }
 
-    async fn delete_user(&self, id: &str, actor: &str) -> Result<()> {
+    async fn delete_user(&self, id: &str, actor: &str) -> Result<Committed<User>> {
         let (id, actor) = (own(id), own(actor));
         self.pool
             .write(move |c| iam::delete_user(c, &id, &actor))
@@ -298,7 +299,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn create_api_token(&self, new: NewApiToken, actor: &str) -> Result<ApiToken> {
+    async fn create_api_token(&self, new: NewApiToken, actor: &str) -> Result<Committed<ApiToken>> {
         let actor = own(actor);
         self.pool
             .write(move |c| iam::create_api_token(c, new, &actor))
@@ -317,7 +318,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn delete_api_token(&self, id: &str, actor: &str) -> Result<()> {
+    async fn delete_api_token(&self, id: &str, actor: &str) -> Result<Committed<ApiToken>> {
         let (id, actor) = (own(id), own(actor));
         self.pool
             .write(move |c| iam::delete_api_token(c, &id, &actor))
@@ -345,7 +346,7 @@ impl Store for SqliteStore {
         key: &str,
         spec: serde_json::Value,
         actor: &str,
-    ) -> Result<FlagRecord> {
+    ) -> Result<Committed<FlagRecord>> {
         let (key, actor) = (own(key), own(actor));
         self.pool
             .write(move |c| flags::create(c, &key, spec, &actor))
@@ -359,14 +360,19 @@ impl Store for SqliteStore {
         expected: Option<Revision>,
         action: &str,
         actor: &str,
-    ) -> Result<FlagRecord> {
+    ) -> Result<Committed<FlagRecord>> {
         let (key, action, actor) = (own(key), own(action), own(actor));
         self.pool
             .write(move |c| flags::update(c, &key, spec, expected.as_ref(), &action, &actor))
             .await
     }
 
-    async fn delete_flag(&self, key: &str, expected: Option<Revision>, actor: &str) -> Result<()> {
+    async fn delete_flag(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+        actor: &str,
+    ) -> Result<Committed<FlagRecord>> {
         let (key, actor) = (own(key), own(actor));
         self.pool
             .write(move |c| flags::delete(c, &key, expected.as_ref(), &actor))
