@@ -35,7 +35,8 @@ pub async fn users_round_trip(store: Arc<dyn Store>) {
     let ada = store
         .create_user(new_user("ada@example.com", Role::Developer), "tester")
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     let found = store.user(&ada.id).await.unwrap().unwrap();
     assert_eq!(
         (found.email.as_str(), found.role),
@@ -87,11 +88,13 @@ pub async fn roles_and_the_last_admin(store: Arc<dyn Store>) {
     let root = store
         .create_user(new_user("root@example.com", Role::Admin), "tester")
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     let dev = store
         .create_user(new_user("dev@example.com", Role::Developer), "tester")
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert!(matches!(
         store.set_user_role("missing", Role::User, "tester").await,
         Err(Error::NotFound(_))
@@ -109,6 +112,7 @@ pub async fn roles_and_the_last_admin(store: Arc<dyn Store>) {
             .set_user_role(&dev.id, Role::Admin, "tester")
             .await
             .unwrap()
+            .value
             .role,
         Role::Admin
     );
@@ -132,11 +136,13 @@ pub async fn tokens_follow_their_owner(store: Arc<dyn Store>) {
     let root = store
         .create_user(new_user("root@example.com", Role::Admin), "tester")
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     let dev = store
         .create_user(new_user("dev@example.com", Role::Developer), "tester")
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     store
         .create_api_token(
             new_token("00000000000000a1", &dev.id, Role::Developer),
@@ -203,7 +209,8 @@ pub async fn flags_are_versioned_and_audited(store: Arc<dyn Store>) {
     let created = store
         .create_flag("beta", spec.clone(), "alice")
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!((created.version, created.updated_by.as_str()), (1, "alice"));
     assert!(matches!(
         store.create_flag("beta", spec, "alice").await,
@@ -242,7 +249,8 @@ pub async fn flags_are_versioned_and_audited(store: Arc<dyn Store>) {
     let updated = store
         .update_flag("beta", off.clone(), at(1), "flag.toggle", "bob")
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!(
         (updated.version, updated.updated_by.as_str(), &updated.spec),
         (2, "bob", &off)
@@ -336,11 +344,13 @@ pub async fn iam_changes_are_audited(store: Arc<dyn Store>) {
     let root = store
         .create_user(new_user("root@example.com", Role::Admin), "cli")
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     let dev = store
         .create_user(new_user("dev@example.com", Role::Developer), &root.id)
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     store
         .set_user_role(&dev.id, Role::User, &root.id)
         .await
@@ -414,6 +424,269 @@ pub async fn concurrent_writes_all_land(store: Arc<dyn Store>) {
     assert_eq!(store.users().await.unwrap().len(), 40);
 }
 
+/// The change sequence, read back from the audit log: `(seq, action,
+/// target)` oldest first.
+async fn audited_sequence(store: &Arc<dyn Store>) -> Vec<(u64, String, String)> {
+    let mut all = store
+        .audit(AuditQuery {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    all.reverse();
+    all.into_iter()
+        .map(|r| (r.seq, r.action, r.target))
+        .collect()
+}
+
+pub async fn every_change_takes_the_next_number(store: Arc<dyn Store>) {
+    let root = store
+        .create_user(new_user("root@example.com", Role::Admin), "cli")
+        .await
+        .unwrap();
+    let dev = store
+        .create_user(new_user("dev@example.com", Role::Developer), &root.value.id)
+        .await
+        .unwrap();
+    let role = store
+        .set_user_role(&dev.value.id, Role::User, &root.value.id)
+        .await
+        .unwrap();
+    let token = store
+        .create_api_token(
+            new_token("00000000000000c1", &dev.value.id, Role::User),
+            "x",
+        )
+        .await
+        .unwrap();
+    let untoken = store
+        .delete_api_token("00000000000000c1", "x")
+        .await
+        .unwrap();
+    let created = store
+        .create_flag("f", json!({"key": "f"}), "x")
+        .await
+        .unwrap();
+    let toggled = store
+        .update_flag(
+            "f",
+            json!({"key": "f", "enabled": true}),
+            None,
+            "flag.toggle",
+            "x",
+        )
+        .await
+        .unwrap();
+    let deleted = store.delete_flag("f", None, "x").await.unwrap();
+    let gone = store.delete_user(&dev.value.id, "x").await.unwrap();
+    let first_admin = store
+        .create_first_admin(new_user("late@example.com", Role::Admin))
+        .await;
+    assert!(first_admin.is_err(), "an admin exists");
+
+    let returned = [
+        root.seq,
+        dev.seq,
+        role.seq,
+        token.seq,
+        untoken.seq,
+        created.seq,
+        toggled.seq,
+        deleted.seq,
+        gone.seq,
+    ];
+    assert_eq!(
+        returned,
+        [1, 2, 3, 4, 5, 6, 7, 8, 9],
+        "one number per change, from 1"
+    );
+    assert_eq!(
+        deleted.value.version, 2,
+        "a deletion returns the last version"
+    );
+    assert_eq!(
+        gone.value.email, "dev@example.com",
+        "a deletion returns what it deleted"
+    );
+    assert_eq!(untoken.value.id, "00000000000000c1");
+    let audited: Vec<(u64, String)> = audited_sequence(&store)
+        .await
+        .into_iter()
+        .map(|(seq, action, _)| (seq, action))
+        .collect();
+    let expected: Vec<(u64, String)> = [
+        "user.create",
+        "user.create",
+        "user.role",
+        "token.create",
+        "token.delete",
+        "flag.create",
+        "flag.toggle",
+        "flag.delete",
+        "user.delete",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, a)| (i as u64 + 1, a.to_string()))
+    .collect();
+    assert_eq!(
+        audited, expected,
+        "each audit record carries its change's number"
+    );
+    let records = store
+        .audit(AuditQuery {
+            target: Some("flag:f".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        records.iter().map(|r| (r.seq, r.at)).collect::<Vec<_>>(),
+        [
+            (deleted.seq, deleted.at),
+            (toggled.seq, toggled.at),
+            (created.seq, created.at)
+        ],
+        "the returned number and time are the audit record's"
+    );
+}
+
+pub async fn a_failed_change_takes_no_number(store: Arc<dyn Store>) {
+    let root = store
+        .create_user(new_user("root@example.com", Role::Admin), "cli")
+        .await
+        .unwrap();
+    let flag = store
+        .create_flag("f", json!({"key": "f"}), "x")
+        .await
+        .unwrap();
+    assert_eq!((root.seq, flag.seq), (1, 2));
+    let stale = Some(Revision {
+        incarnation: flag.value.incarnation.clone(),
+        version: 7,
+    });
+    let failures = [
+        store
+            .create_user(new_user("root@example.com", Role::User), "x")
+            .await
+            .map(|c| c.seq),
+        store
+            .create_first_admin(new_user("other@example.com", Role::Admin))
+            .await
+            .map(|c| c.seq),
+        store
+            .set_user_role(&root.value.id, Role::User, "x")
+            .await
+            .map(|c| c.seq),
+        store.delete_user(&root.value.id, "x").await.map(|c| c.seq),
+        store.delete_user("missing", "x").await.map(|c| c.seq),
+        store
+            .create_api_token(new_token("00000000000000d1", "ghost", Role::User), "x")
+            .await
+            .map(|c| c.seq),
+        store.delete_api_token("missing", "x").await.map(|c| c.seq),
+        store
+            .create_flag("f", json!({"key": "f"}), "x")
+            .await
+            .map(|c| c.seq),
+        store
+            .update_flag("f", json!({"key": "f"}), stale.clone(), "flag.update", "x")
+            .await
+            .map(|c| c.seq),
+        store
+            .update_flag("nope", json!({"key": "nope"}), None, "flag.update", "x")
+            .await
+            .map(|c| c.seq),
+        store.delete_flag("f", stale, "x").await.map(|c| c.seq),
+        store.delete_flag("nope", None, "x").await.map(|c| c.seq),
+    ];
+    for (i, failure) in failures.iter().enumerate() {
+        assert!(failure.is_err(), "case {i} should fail: {failure:?}");
+    }
+    let next = store.delete_flag("f", None, "x").await.unwrap();
+    assert_eq!(next.seq, 3, "rolled-back changes consumed no number");
+    let seqs: Vec<u64> = audited_sequence(&store)
+        .await
+        .into_iter()
+        .map(|(seq, _, _)| seq)
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+}
+
+/// Concurrent writers: every success takes exactly one number, the numbers
+/// are 1..=n with no gap (failures in the mix take none), and they follow
+/// commit order, which for one flag is its version order.
+pub async fn concurrent_changes_are_numbered_in_commit_order(store: Arc<dyn Store>) {
+    store
+        .create_flag("hot", json!({"key": "hot"}), "x")
+        .await
+        .unwrap();
+    let mut writers = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let updater = store.clone();
+        writers.spawn(async move {
+            let spec = json!({"key": "hot", "description": format!("writer {i}")});
+            updater
+                .update_flag("hot", spec, None, "flag.update", "x")
+                .await
+                .map(|c| (c.seq, Some(c.value.version)))
+        });
+        let creator = store.clone();
+        writers.spawn(async move {
+            creator
+                .create_user(new_user(&format!("u{i}@example.com"), Role::User), "x")
+                .await
+                .map(|c| (c.seq, None))
+        });
+        // Half of these collide on a key and must fail without a number.
+        let colliding = store.clone();
+        writers.spawn(async move {
+            let key = format!("k{}", i / 2);
+            colliding
+                .create_flag(&key, json!({ "key": key }), "x")
+                .await
+                .map(|c| (c.seq, None))
+        });
+    }
+    let mut numbers = vec![1];
+    let mut versions = Vec::new();
+    let mut failures = 0;
+    while let Some(joined) = writers.join_next().await {
+        match joined.unwrap() {
+            Ok((seq, version)) => {
+                numbers.push(seq);
+                if let Some(version) = version {
+                    versions.push((version, seq));
+                }
+            }
+            Err(Error::Conflict(_)) => failures += 1,
+            Err(other) => panic!("unexpected failure: {other:?}"),
+        }
+    }
+    assert_eq!(failures, 15);
+    numbers.sort_unstable();
+    let expected: Vec<u64> = (1..=numbers.len() as u64).collect();
+    assert_eq!(numbers, expected, "one number per change, none skipped");
+    assert_eq!(numbers.len(), 1 + 30 + 30 + 15);
+    versions.sort_unstable();
+    assert_eq!(
+        versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+        (2..=31).collect::<Vec<_>>()
+    );
+    assert!(
+        versions.windows(2).all(|w| w[0].1 < w[1].1),
+        "a later version of one flag has a later number: {versions:?}"
+    );
+    let audited: Vec<u64> = audited_sequence(&store)
+        .await
+        .into_iter()
+        .map(|(seq, _, _)| seq)
+        .collect();
+    assert_eq!(audited, expected, "the audit log in commit order is 1..=n");
+}
+
 fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&SqliteOptions {
@@ -453,5 +726,8 @@ contract_suite!(
         concurrent_writes_all_land,
         flags_are_versioned_and_audited,
         iam_changes_are_audited,
+        every_change_takes_the_next_number,
+        a_failed_change_takes_no_number,
+        concurrent_changes_are_numbered_in_commit_order,
     ]
 );
