@@ -150,8 +150,10 @@ impl std::fmt::Display for Revision {
 #[derive(Clone, Debug, Serialize)]
 pub struct AuditRecord {
     pub id: String,
-    /// The change's position in the store's change sequence (see `Committed`).
-    pub seq: u64,
+    /// The change's position in the store's change sequence (see
+    /// `Committed`). `None` only for a row that did not come through the
+    /// store (written into the database by hand): it is still listed.
+    pub seq: Option<u64>,
     pub at: DateTime<Utc>,
     /// User id of who did it, or `cli`, `setup`, `anonymous`.
     pub actor: String,

@@ -77,7 +77,7 @@ impl Services {
             .unwrap();
         all.sort_by_key(|r| r.seq);
         all.into_iter()
-            .map(|r| (r.seq, r.action, r.target))
+            .map(|r| (r.seq.expect("numbered"), r.action, r.target))
             .collect()
     }
 }

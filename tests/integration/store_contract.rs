@@ -436,7 +436,13 @@ async fn audited_sequence(store: &Arc<dyn Store>) -> Vec<(u64, String, String)> 
         .unwrap();
     all.reverse();
     all.into_iter()
-        .map(|r| (r.seq, r.action, r.target))
+        .map(|r| {
+            (
+                r.seq.expect("every stored change is numbered"),
+                r.action,
+                r.target,
+            )
+        })
         .collect()
 }
 
@@ -543,7 +549,10 @@ pub async fn every_change_takes_the_next_number(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(
-        records.iter().map(|r| (r.seq, r.at)).collect::<Vec<_>>(),
+        records
+            .iter()
+            .map(|r| (r.seq.unwrap(), r.at))
+            .collect::<Vec<_>>(),
         [
             (deleted.seq, deleted.at),
             (toggled.seq, toggled.at),

@@ -125,7 +125,9 @@ fn row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     let before = side(5, "before");
     let after = side(6, "after");
     Ok(AuditRecord {
-        seq: r.get::<_, i64>(7)?.max(0) as u64,
+        seq: r
+            .get::<_, Option<i64>>(7)?
+            .and_then(|seq| u64::try_from(seq).ok()),
         at: parse_ts(&r.get::<_, String>(1)?)?,
         actor: r.get(2)?,
         action: r.get(3)?,
