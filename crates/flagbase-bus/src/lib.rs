@@ -21,5 +21,8 @@
 //! I/O: it turns bytes into ops and ops into bytes.
 
 pub mod codec;
+pub mod server;
 pub mod subject;
 pub mod sublist;
+
+pub use server::{AllowAll, Authorise, Options, Permissions, Server};
