@@ -353,8 +353,9 @@ async fn no_responders_only_for_clients_that_asked_for_it() {
     asking
         .send("SUB _INBOX.x.* 1\r\nPUB nobody _INBOX.x.1 0\r\n\r\n")
         .await;
-    asking.expect("HMSG _INBOX.x.1 1 16 16").await;
+    asking.expect("HMSG _INBOX.x.1 1 38 38").await;
     asking.expect("NATS/1.0 503").await;
+    asking.expect("Nats-Subject: nobody").await;
     asking.expect("").await; // end of the header block
     asking.expect("").await; // the empty payload
     asking.sync().await;
@@ -364,6 +365,13 @@ async fn no_responders_only_for_clients_that_asked_for_it() {
         .send("SUB _INBOX.y.* 1\r\nPUB nobody _INBOX.y.1 0\r\n\r\n")
         .await;
     plain.sync().await;
+
+    let (mut headless, _) =
+        Raw::connect(&server, r#"{"verbose":false,"no_responders":true}"#).await;
+    headless
+        .expect("-ERR 'no responders requires headers support'")
+        .await;
+    headless.expect_closed().await;
 }
 
 #[tokio::test]

@@ -19,9 +19,6 @@ use crate::codec::{
 };
 use crate::subject::{is_valid_publish_subject, is_valid_subject};
 
-/// The header nats-server sends to a requester when nobody subscribes to the
-/// request's subject.
-const NO_RESPONDERS: &[u8] = b"NATS/1.0 503\r\n\r\n";
 const READ_BUFFER: usize = 64 * 1024;
 
 /// What a `CONNECT` settled.
@@ -154,6 +151,15 @@ impl Connection {
     }
 
     fn connect(&mut self, connect: &Connect) -> ControlFlow<()> {
+        // nats-server's checks, in its order, before authentication.
+        if !(0..=1).contains(&connect.protocol) {
+            self.err("invalid client protocol");
+            return ControlFlow::Break(());
+        }
+        if connect.no_responders && !connect.headers {
+            self.err("no responders requires headers support");
+            return ControlFlow::Break(());
+        }
         let Some(permissions) = self.shared.authorise.connect(connect) else {
             self.outbox
                 .push(|out| encode_err("Authorization Violation", out));
@@ -220,32 +226,37 @@ impl Connection {
         let delivered = self.shared.route(&msg, self.outbox.id(), session.echo);
         if delivered == 0 && session.headers && session.no_responders {
             if let Some(reply) = reply {
-                self.no_responders(reply);
+                self.no_responders(subject, reply);
             }
         }
         ControlFlow::Continue(())
     }
 
-    /// Tells a requester at once that nobody will answer, on its own
-    /// subscriptions to the reply subject.
-    fn no_responders(&self, reply: &str) {
-        let msg = Message {
-            subject: reply,
-            reply: None,
-            headers: Some(NO_RESPONDERS),
-            payload: &[],
-        };
+    /// Tells a requester at once that nobody will answer, on the first of its
+    /// own (non-queue) subscriptions that matches the reply subject, with the
+    /// header block nats-server sends.
+    fn no_responders(&self, subject: &str, reply: &str) {
         let matches = self
             .shared
             .subs
             .read()
             .expect("sublist lock")
             .matches(reply);
-        for sub in matches.deliveries(|_| 0) {
-            if sub.outbox.id() == self.outbox.id() {
-                sub.outbox.send_msg(&sub.sid, &msg);
-            }
-        }
+        let Some(sub) = matches
+            .plain
+            .iter()
+            .find(|sub| sub.outbox.id() == self.outbox.id())
+        else {
+            return;
+        };
+        let headers = format!("NATS/1.0 503\r\nNats-Subject: {subject}\r\n\r\n");
+        let msg = Message {
+            subject: reply,
+            reply: None,
+            headers: Some(headers.as_bytes()),
+            payload: &[],
+        };
+        sub.outbox.send_msg(&sub.sid, &msg);
     }
 
     fn subscribe(&mut self, subject: String, queue: Option<String>, sid: String) {
