@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flagbase_bus::codec::Connect;
-use flagbase_bus::{AllowAll, Authorise, Options, Permissions, Server};
+use flagbase_bus::{AllowAll, Authorise, Handle, Options, Permissions, Server};
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 struct Running {
     addr: SocketAddr,
+    handle: Handle,
     _stop: oneshot::Sender<()>,
 }
 
@@ -26,11 +27,16 @@ async fn start_with(
     configure(&mut options);
     let server = Server::bind(options, authorise).await.unwrap();
     let addr = server.local_addr().unwrap();
+    let handle = server.handle();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
         let _ = stopped.await;
     }));
-    Running { addr, _stop: stop }
+    Running {
+        addr,
+        handle,
+        _stop: stop,
+    }
 }
 
 async fn start() -> Running {
@@ -291,15 +297,20 @@ async fn oversized_payload_and_control_line_and_garbage_are_refused_like_nats_se
 }
 
 struct Tokens;
-struct Restricted;
+/// The rights of the user a token belongs to.
+struct Restricted(&'static str);
 
 impl Authorise for Tokens {
     fn auth_required(&self) -> bool {
         true
     }
     fn connect(&self, connect: &Connect) -> Option<Arc<dyn Permissions>> {
-        (connect.auth_token.as_deref() == Some("secret"))
-            .then(|| Arc::new(Restricted) as Arc<dyn Permissions>)
+        let user = match connect.auth_token.as_deref()? {
+            "secret" => "alice",
+            "other" => "bob",
+            _ => return None,
+        };
+        Some(Arc::new(Restricted(user)))
     }
 }
 
@@ -310,6 +321,29 @@ impl Permissions for Restricted {
     fn may_subscribe(&self, subject: &str, _: Option<&str>) -> bool {
         !subject.starts_with("private.")
     }
+    fn principal(&self) -> Option<&str> {
+        Some(self.0)
+    }
+}
+
+#[tokio::test]
+async fn revoking_a_principal_cuts_its_connections_only() {
+    let server = start_with(|_| {}, Arc::new(Tokens)).await;
+    let alice = r#"{"verbose":false,"auth_token":"secret"}"#;
+    let (mut first, _) = Raw::connect(&server, alice).await;
+    first.sync().await;
+    let (mut second, _) = Raw::connect(&server, alice).await;
+    second.sync().await;
+    let (mut bob, _) = Raw::connect(&server, r#"{"verbose":false,"auth_token":"other"}"#).await;
+    bob.sync().await;
+    assert_eq!(server.handle.connections(), 3);
+    assert_eq!(server.handle.disconnect("carol"), 0);
+    assert_eq!(server.handle.disconnect("alice"), 2);
+    for raw in [&mut first, &mut second] {
+        raw.expect("-ERR 'Authorization Violation'").await;
+        raw.expect_closed().await;
+    }
+    bob.sync().await;
 }
 
 #[tokio::test]

@@ -105,6 +105,7 @@ impl Connection {
             }
         }
         self.unsubscribe_all();
+        self.shared.forget(self.outbox.id());
         self.outbox.close();
     }
 
@@ -165,6 +166,7 @@ impl Connection {
                 .push(|out| encode_err("Authorization Violation", out));
             return ControlFlow::Break(());
         };
+        self.shared.admit(&self.outbox, &permissions);
         self.session = Some(Session {
             permissions,
             verbose: connect.verbose,

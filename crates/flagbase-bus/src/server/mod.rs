@@ -5,11 +5,12 @@
 mod connection;
 mod outbox;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -65,6 +66,12 @@ pub trait Authorise: Send + Sync + 'static {
 pub trait Permissions: Send + Sync {
     fn may_publish(&self, subject: &str) -> bool;
     fn may_subscribe(&self, subject: &str, queue: Option<&str>) -> bool;
+    /// Who the connection acts for (a user id, say), so that
+    /// [`Handle::disconnect`] can cut that principal's connections when its
+    /// credentials are revoked. Anonymous connections have none.
+    fn principal(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Admits everyone to everything: for tests and trusted loopback use.
@@ -95,6 +102,18 @@ pub struct Server {
     shared: Arc<Shared>,
 }
 
+/// Acts on a running server from outside it.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+/// An admitted connection, as the server tracks it for [`Handle`].
+pub(crate) struct Admitted {
+    outbox: Arc<Outbox>,
+    permissions: Arc<dyn Permissions>,
+}
+
 /// One subscription of one connection, as filed in the shared index.
 pub(crate) struct Subscription {
     outbox: Arc<Outbox>,
@@ -118,6 +137,7 @@ pub(crate) struct Shared {
     authorise: Arc<dyn Authorise>,
     server_id: String,
     subs: RwLock<Sublist<Arc<Subscription>>>,
+    admitted: Mutex<HashMap<u64, Admitted>>,
     next_client_id: AtomicU64,
     /// Round-robin over queue-group members.
     next_member: AtomicUsize,
@@ -143,6 +163,7 @@ impl Server {
                 authorise,
                 server_id,
                 subs: RwLock::new(Sublist::new()),
+                admitted: Mutex::new(HashMap::new()),
                 next_client_id: AtomicU64::new(1),
                 next_member: AtomicUsize::new(0),
             }),
@@ -151,6 +172,12 @@ impl Server {
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Serves clients until `shutdown` completes; then every connection is
@@ -177,7 +204,47 @@ impl Server {
     }
 }
 
+impl Handle {
+    /// Closes every connection acting for `principal` (its token was revoked
+    /// or its user deleted), after telling it `Authorization Violation`.
+    /// Returns how many were closed.
+    pub fn disconnect(&self, principal: &str) -> usize {
+        let admitted = self.shared.admitted.lock().expect("admitted lock");
+        let mut closed = 0;
+        for connection in admitted.values() {
+            if connection.permissions.principal() == Some(principal) {
+                connection
+                    .outbox
+                    .push(|out| crate::codec::encode_err("Authorization Violation", out));
+                connection.outbox.close();
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    /// How many connections have been admitted and are still open.
+    pub fn connections(&self) -> usize {
+        self.shared.admitted.lock().expect("admitted lock").len()
+    }
+}
+
 impl Shared {
+    pub(crate) fn admit(&self, outbox: &Arc<Outbox>, permissions: &Arc<dyn Permissions>) {
+        let admitted = Admitted {
+            outbox: outbox.clone(),
+            permissions: permissions.clone(),
+        };
+        self.admitted
+            .lock()
+            .expect("admitted lock")
+            .insert(outbox.id(), admitted);
+    }
+
+    pub(crate) fn forget(&self, id: u64) {
+        self.admitted.lock().expect("admitted lock").remove(&id);
+    }
+
     /// Delivers `msg` to every matching subscription (one member per queue
     /// group) and returns how many got it. `from` is the publisher, skipped
     /// when it asked for `echo: false`.
