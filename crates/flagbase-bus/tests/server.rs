@@ -49,6 +49,17 @@ async fn client(server: &Running) -> async_nats::Client {
         .unwrap()
 }
 
+/// Publishes to the client's own inbox and waits for the message: when it
+/// arrives, the server has applied everything the client sent before, and the
+/// client has dispatched everything the server sent it before. (async-nats'
+/// `flush` only empties the socket buffer; it is no round trip.)
+async fn round_trip(nc: &async_nats::Client) {
+    let inbox = nc.new_inbox();
+    let mut sub = nc.subscribe(inbox.clone()).await.unwrap();
+    nc.publish(inbox, "".into()).await.unwrap();
+    sub.next().await.unwrap();
+}
+
 /// A client speaking the protocol by hand.
 struct Raw {
     reader: BufReader<OwnedReadHalf>,
@@ -115,11 +126,11 @@ async fn async_nats_publish_subscribe_with_wildcards() {
     nc.publish("a.b", "1".into()).await.unwrap();
     nc.publish("a.b.c", "2".into()).await.unwrap();
     nc.publish("z", "3".into()).await.unwrap();
-    nc.flush().await.unwrap();
+    round_trip(&nc).await;
     assert_eq!(one.next().await.unwrap().payload, "1");
     assert_eq!(all.next().await.unwrap().payload, "1");
     assert_eq!(all.next().await.unwrap().payload, "2");
-    nc.flush().await.unwrap();
+    round_trip(&nc).await;
     assert!(
         one.next().now_or_never().is_none(),
         "a.* must not match a.b.c"
@@ -133,7 +144,7 @@ async fn async_nats_queue_group_delivers_each_message_to_one_member() {
     let mut q1 = nc.queue_subscribe("jobs", "workers".into()).await.unwrap();
     let mut q2 = nc.queue_subscribe("jobs", "workers".into()).await.unwrap();
     let mut plain = nc.subscribe("jobs").await.unwrap();
-    nc.flush().await.unwrap();
+    round_trip(&nc).await;
     let publisher = client(&server).await;
     for i in 0..20 {
         publisher
@@ -141,7 +152,7 @@ async fn async_nats_queue_group_delivers_each_message_to_one_member() {
             .await
             .unwrap();
     }
-    publisher.flush().await.unwrap();
+    round_trip(&publisher).await;
     for _ in 0..20 {
         plain.next().await.unwrap();
     }
@@ -153,7 +164,7 @@ async fn async_nats_queue_group_delivers_each_message_to_one_member() {
         };
         seen.push(String::from_utf8(msg.payload.to_vec()).unwrap());
     }
-    nc.flush().await.unwrap();
+    round_trip(&nc).await;
     assert!(
         q1.next().now_or_never().is_none() && q2.next().now_or_never().is_none(),
         "delivered twice"
@@ -182,9 +193,8 @@ async fn async_nats_request_reply_and_no_responders() {
     let server = start().await;
     let responder = client(&server).await;
     let mut service = responder.subscribe("svc.echo").await.unwrap();
-    // The SUB is applied before the PONG of the flush: only then may another
-    // connection count on it.
-    responder.flush().await.unwrap();
+    // Only once the SUB has been applied may another connection count on it.
+    round_trip(&responder).await;
     tokio::spawn(async move {
         while let Some(msg) = service.next().await {
             responder
@@ -373,7 +383,7 @@ async fn authorisation_hook_decides_connect_publish_and_subscribe() {
         .connect(format!("nats://{}", server.addr))
         .await
         .unwrap();
-    nc.flush().await.unwrap();
+    round_trip(&nc).await;
 }
 
 #[tokio::test]
@@ -450,4 +460,61 @@ async fn unanswered_pings_close_a_stale_connection() {
     raw.expect("PING").await;
     raw.expect("-ERR 'Stale Connection'").await;
     raw.expect_closed().await;
+}
+
+/// Takes every message already delivered to `sub` (the caller has made a
+/// round trip on the subscriber's connection, so they are all in its channel). Unconstrained,
+/// or tokio's cooperative budget would end the loop after 127 polls.
+fn drain(sub: &mut async_nats::Subscriber) -> Vec<String> {
+    let mut got = Vec::new();
+    while let Some(Some(msg)) = tokio::task::unconstrained(sub.next()).now_or_never() {
+        got.push(String::from_utf8(msg.payload.to_vec()).unwrap());
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_reach_each_queue_group_once_and_unsub_max_exactly() {
+    let server = start().await;
+    let mut members = Vec::new();
+    let mut member_clients = Vec::new();
+    for _ in 0..3 {
+        let nc = client(&server).await;
+        members.push(nc.queue_subscribe("work", "pool".into()).await.unwrap());
+        round_trip(&nc).await;
+        member_clients.push(nc);
+    }
+    let capped_client = client(&server).await;
+    let mut capped = capped_client.subscribe("work").await.unwrap();
+    capped.unsubscribe_after(100).await.unwrap();
+    round_trip(&capped_client).await;
+
+    let publishers: Vec<_> = (0..4)
+        .map(|p| {
+            let addr = server.addr;
+            tokio::spawn(async move {
+                let nc = async_nats::connect(format!("nats://{addr}")).await.unwrap();
+                for i in 0..250 {
+                    nc.publish("work", format!("{p}-{i}").into()).await.unwrap();
+                }
+                // After the round trip every message has been routed.
+                round_trip(&nc).await;
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    for nc in member_clients.iter().chain([&capped_client]) {
+        round_trip(nc).await;
+    }
+
+    let mut all: Vec<String> = members.iter_mut().flat_map(drain).collect();
+    assert_eq!(all.len(), 1000);
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 1000, "a message reached the group twice");
+    // The stream ends after its maximum: exactly 100 arrive, none after.
+    let capped: Vec<async_nats::Message> = capped.collect().await;
+    assert_eq!(capped.len(), 100);
 }
