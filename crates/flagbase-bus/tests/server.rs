@@ -518,3 +518,17 @@ async fn concurrent_publishers_reach_each_queue_group_once_and_unsub_max_exactly
     let capped: Vec<async_nats::Message> = capped.collect().await;
     assert_eq!(capped.len(), 100);
 }
+
+/// Checked against nats-server 2.9.10: without auth a client may skip
+/// CONNECT, gets verbose defaults, and no +OK for the CONNECT it never sent.
+#[tokio::test]
+async fn client_that_skips_connect_gets_defaults_without_an_ok_for_it() {
+    let server = start().await;
+    let (mut raw, _) = Raw::connect(&server, "").await;
+    raw.send("SUB foo 1\r\nPUB foo 2\r\nhi\r\n").await;
+    raw.expect("+OK").await;
+    raw.expect("+OK").await;
+    raw.expect("MSG foo 1 2").await;
+    raw.expect("hi").await;
+    raw.sync().await;
+}

@@ -111,14 +111,13 @@ impl Connection {
 
     fn apply(&mut self, op: ClientOp) -> ControlFlow<()> {
         if self.session.is_none() {
-            let connect = match &op {
-                ClientOp::Connect(connect) => (**connect).clone(),
-                _ => serde_json::from_str::<Connect>("{}").expect("empty CONNECT parses"),
-            };
-            self.connect(&connect)?;
-            if matches!(op, ClientOp::Connect(_)) {
-                return ControlFlow::Continue(());
+            if let ClientOp::Connect(connect) = &op {
+                return self.connect(connect, true);
             }
+            // Like nats-server without auth, a client may skip CONNECT; it
+            // then gets the defaults, and no +OK for the CONNECT it never sent.
+            let defaults = serde_json::from_str::<Connect>("{}").expect("empty CONNECT parses");
+            self.connect(&defaults, false)?;
         }
         match op {
             // A second CONNECT does not re-authenticate, as in nats-server.
@@ -151,7 +150,7 @@ impl Connection {
         ControlFlow::Continue(())
     }
 
-    fn connect(&mut self, connect: &Connect) -> ControlFlow<()> {
+    fn connect(&mut self, connect: &Connect, sent: bool) -> ControlFlow<()> {
         // nats-server's checks, in its order, before authentication.
         if !(0..=1).contains(&connect.protocol) {
             self.err("invalid client protocol");
@@ -175,7 +174,9 @@ impl Connection {
             headers: connect.headers,
             no_responders: connect.no_responders,
         });
-        self.ok();
+        if sent {
+            self.ok();
+        }
         ControlFlow::Continue(())
     }
 
