@@ -144,14 +144,18 @@ impl<T: Clone + PartialEq> Sublist<T> {
         removed
     }
 
-    /// Every subscription whose subject matches the literal `subject`.
+    /// Every subscription whose subject matches `subject`, its tokens taken
+    /// literally (a published `*` is no wildcard). Like nats-server, a subject
+    /// with an empty token matches nothing, not even `>`.
     pub fn matches(&self, subject: &str) -> Matches<T> {
         let tokens: Vec<&str> = subject.split('.').collect();
         let mut found = Matches {
             plain: Vec::new(),
             queues: Vec::new(),
         };
-        match_in(&self.root, &tokens, &mut found);
+        if !tokens.contains(&"") {
+            match_in(&self.root, &tokens, &mut found);
+        }
         found
     }
 }
@@ -290,6 +294,11 @@ mod tests {
         assert_eq!(sorted(list.matches("a.b").plain), vec![2, 3, 4]);
         assert_eq!(sorted(list.matches("a").plain), vec![3]);
         assert_eq!(sorted(list.matches("q.b.r").plain), vec![3, 5]);
+        // Published tokens are literal, and empty ones match nothing.
+        assert_eq!(sorted(list.matches("*.b.*").plain), vec![3, 5]);
+        for empty in ["", ".", "a..c", ".a", "a.b."] {
+            assert!(list.matches(empty).is_empty(), "{empty:?}");
+        }
         assert_eq!(list.len(), 7);
     }
 

@@ -532,3 +532,24 @@ async fn client_that_skips_connect_gets_defaults_without_an_ok_for_it() {
     raw.expect("hi").await;
     raw.sync().await;
 }
+
+/// Checked against nats-server 2.9.10: a wildcard in a published subject
+/// draws `Invalid Publish Subject` (pedantic) but the message is still routed
+/// with its tokens taken literally, so `*.x` never reaches `flagbase.>`; an
+/// empty token matches nothing; an empty header block is relayed as MSG.
+#[tokio::test]
+async fn published_wildcards_are_literal_tokens_like_nats_server() {
+    let server = start().await;
+    let (mut raw, _) = Raw::connect(&server, r#"{"verbose":false,"headers":true}"#).await;
+    raw.send("SUB flagbase.> 1\r\nSUB > 2\r\nPUB *.x 1\r\nx\r\n")
+        .await;
+    raw.expect("-ERR 'Invalid Publish Subject'").await;
+    raw.expect("MSG *.x 2 1").await;
+    raw.expect("x").await;
+    raw.send("PUB a..b 1\r\nx\r\n").await;
+    raw.expect("-ERR 'Invalid Publish Subject'").await;
+    raw.send("HPUB e 0 1\r\ny\r\n").await;
+    raw.expect("MSG e 2 1").await;
+    raw.expect("y").await;
+    raw.sync().await;
+}

@@ -209,11 +209,13 @@ impl Connection {
         if headers.is_some() && !session.headers {
             return ControlFlow::Break(());
         }
-        if !is_valid_publish_subject(subject) {
-            if session.pedantic {
-                self.err("Invalid Publish Subject");
-            }
-            return ControlFlow::Continue(());
+        // An empty header block is relayed as a plain MSG, as nats-server does.
+        let headers = headers.filter(|headers| !headers.is_empty());
+        // nats-server only complains (when pedantic) and still routes the
+        // message, its tokens taken literally: `*.x` reaches `*.x` and `>`
+        // subscribers, never `flagbase.x`. Checked against nats-server 2.9.
+        if session.pedantic && !is_valid_publish_subject(subject) {
+            self.err("Invalid Publish Subject");
         }
         if !session.permissions.may_publish(subject) {
             self.err(&format!("Permissions Violation for Publish to {subject:?}"));
@@ -263,7 +265,8 @@ impl Connection {
     }
 
     fn subscribe(&mut self, subject: String, queue: Option<String>, sid: String) {
-        if !is_valid_subject(&subject) || queue.as_deref().is_some_and(|q| !is_valid_subject(q)) {
+        // Queue names are not checked, as in nats-server.
+        if !is_valid_subject(&subject) {
             self.err("Invalid Subject");
             return;
         }
