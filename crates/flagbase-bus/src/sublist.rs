@@ -148,14 +148,29 @@ impl<T: Clone + PartialEq> Sublist<T> {
     /// literally (a published `*` is no wildcard). Like nats-server, a subject
     /// with an empty token matches nothing, not even `>`.
     pub fn matches(&self, subject: &str) -> Matches<T> {
-        let tokens: Vec<&str> = subject.split('.').collect();
         let mut found = Matches {
             plain: Vec::new(),
             queues: Vec::new(),
         };
-        if !tokens.contains(&"") {
-            match_in(&self.root, &tokens, &mut found);
+        // Tokens on the stack for the usual short subjects: this runs for
+        // every published message.
+        let mut stack = [""; 16];
+        let mut count = 0;
+        for token in subject.split('.') {
+            if token.is_empty() {
+                return found;
+            }
+            if count == stack.len() {
+                let tokens: Vec<&str> = subject.split('.').collect();
+                if !tokens.contains(&"") {
+                    match_in(&self.root, &tokens, &mut found);
+                }
+                return found;
+            }
+            stack[count] = token;
+            count += 1;
         }
+        match_in(&self.root, &stack[..count], &mut found);
         found
     }
 }
@@ -259,11 +274,10 @@ impl<T> Matches<T> {
     /// member of each queue group, the one at index `choose(group size)`
     /// (the caller brings the randomness; an index out of range wraps).
     pub fn deliveries(&self, mut choose: impl FnMut(usize) -> usize) -> impl Iterator<Item = &T> {
-        let picked: Vec<&T> = self
+        let picked = self
             .queues
             .iter()
-            .map(|(_, members)| &members[choose(members.len()) % members.len()])
-            .collect();
+            .map(move |(_, members)| &members[choose(members.len()) % members.len()]);
         self.plain.iter().chain(picked)
     }
 
@@ -300,6 +314,22 @@ mod tests {
             assert!(list.matches(empty).is_empty(), "{empty:?}");
         }
         assert_eq!(list.len(), 7);
+    }
+
+    #[test]
+    fn long_subjects_match_past_the_on_stack_tokens() {
+        let long = vec!["t"; 20].join(".");
+        let mut list = Sublist::new();
+        list.insert(">", None, 1).unwrap();
+        list.insert(&long, None, 2).unwrap();
+        list.insert(&format!("{long}.*"), None, 3).unwrap();
+        list.insert("t.*.>", None, 4).unwrap();
+        assert_eq!(sorted(list.matches(&long).plain), vec![1, 2, 4]);
+        assert_eq!(
+            sorted(list.matches(&format!("{long}.u")).plain),
+            vec![1, 3, 4]
+        );
+        assert!(list.matches(&format!("{long}..u")).is_empty());
     }
 
     #[test]
