@@ -193,8 +193,8 @@ impl Server {
                         connections.spawn(connection::serve(self.shared.clone(), stream, peer));
                     }
                     // Out of descriptors and the like: the listener itself is
-                    // fine, so keep accepting once the moment passes.
-                    Err(_) => tokio::task::yield_now().await,
+                    // fine, so pause instead of spinning, then keep accepting.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 },
                 // Reap finished connections so the set does not grow.
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
