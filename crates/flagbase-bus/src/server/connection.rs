@@ -1,0 +1,334 @@
+//! One client connection: sends `INFO`, decodes the client's ops, applies
+//! them (authorisation, subscriptions, publishing, keepalive), and writes the
+//! answers through the connection's [`Outbox`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::time::{interval_at, Instant};
+
+use super::outbox::Outbox;
+use super::{Message, Permissions, Shared, Subscription};
+use crate::codec::{
+    encode_err, encode_info, encode_ok, encode_ping, encode_pong, ClientOp, Connect, Decoder, Info,
+};
+use crate::subject::{is_valid_publish_subject, is_valid_subject};
+
+const READ_BUFFER: usize = 64 * 1024;
+
+/// What a `CONNECT` settled.
+struct Session {
+    permissions: Arc<dyn Permissions>,
+    verbose: bool,
+    pedantic: bool,
+    echo: bool,
+    headers: bool,
+    no_responders: bool,
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    outbox: Arc<Outbox>,
+    session: Option<Session>,
+    subs: HashMap<String, Arc<Subscription>>,
+    pings_out: u32,
+}
+
+pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+    let outbox = Arc::new(Outbox::new(id, shared.options.max_pending));
+    let (reader, writer) = stream.into_split();
+
+    let mut info = Info::new(shared.server_id.clone(), shared.options.version.clone());
+    info.server_name = shared.options.server_name.clone();
+    info.host = shared.options.addr.ip().to_string();
+    info.port = shared.options.addr.port();
+    info.max_payload = shared.options.limits.max_payload;
+    info.client_id = id;
+    info.client_ip = Some(peer.ip().to_string());
+    info.auth_required = shared.authorise.auth_required();
+    outbox.push(|out| encode_info(&info, out));
+
+    let mut connection = Connection {
+        shared,
+        outbox: outbox.clone(),
+        session: None,
+        subs: HashMap::new(),
+        pings_out: 0,
+    };
+    // Reading and writing run in this one task, so dropping the task (on
+    // server shutdown) closes both halves of the socket.
+    tokio::join!(connection.read_loop(reader), outbox.write_loop(writer));
+}
+
+impl Connection {
+    async fn read_loop(&mut self, mut reader: tokio::net::tcp::OwnedReadHalf) {
+        let mut decoder = Decoder::new(self.shared.options.limits);
+        let mut buffer = vec![0u8; READ_BUFFER];
+        let mut ops = Vec::new();
+        let period = self.shared.options.ping_interval;
+        let mut pings = interval_at(Instant::now() + period, period);
+        let mut closed = self.outbox.closed();
+        loop {
+            tokio::select! {
+                read = reader.read(&mut buffer) => {
+                    let n = match read {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let decoded = decoder.decode(&buffer[..n], &mut ops);
+                    if ops.drain(..).any(|op| self.apply(op).is_break()) {
+                        break;
+                    }
+                    if let Err(err) = decoded {
+                        if let Some(text) = err.err_text() {
+                            self.outbox.push(|out| encode_err(text, out));
+                        }
+                        break;
+                    }
+                }
+                _ = pings.tick() => {
+                    if self.pings_out >= self.shared.options.max_pings_out {
+                        self.outbox.push(|out| encode_err("Stale Connection", out));
+                        break;
+                    }
+                    self.pings_out += 1;
+                    self.outbox.push(encode_ping);
+                }
+                _ = closed.wait_for(|closed| *closed) => break,
+            }
+        }
+        self.unsubscribe_all();
+        self.shared.forget(self.outbox.id());
+        self.outbox.close();
+    }
+
+    fn apply(&mut self, op: ClientOp) -> ControlFlow<()> {
+        if self.session.is_none() {
+            if let ClientOp::Connect(connect) = &op {
+                return self.connect(connect, true);
+            }
+            // Like nats-server without auth, a client may skip CONNECT; it
+            // then gets the defaults, and no +OK for the CONNECT it never sent.
+            let defaults = serde_json::from_str::<Connect>("{}").expect("empty CONNECT parses");
+            self.connect(&defaults, false)?;
+        }
+        match op {
+            // A second CONNECT does not re-authenticate, as in nats-server.
+            ClientOp::Connect(_) => self.ok(),
+            ClientOp::Ping => {
+                self.outbox.push(encode_pong);
+            }
+            ClientOp::Pong => self.pings_out = 0,
+            ClientOp::Err(_) => return ControlFlow::Break(()),
+            ClientOp::Pub {
+                subject,
+                reply,
+                payload,
+            } => {
+                self.publish(&subject, reply.as_deref(), None, &payload)?;
+            }
+            ClientOp::HPub {
+                subject,
+                reply,
+                headers,
+                payload,
+            } => self.publish(&subject, reply.as_deref(), Some(&headers), &payload)?,
+            ClientOp::Sub {
+                subject,
+                queue,
+                sid,
+            } => self.subscribe(subject, queue, sid),
+            ClientOp::Unsub { sid, max } => self.unsubscribe(&sid, max.unwrap_or(0)),
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn connect(&mut self, connect: &Connect, sent: bool) -> ControlFlow<()> {
+        // nats-server's checks, in its order, before authentication.
+        if !(0..=1).contains(&connect.protocol) {
+            self.err("invalid client protocol");
+            return ControlFlow::Break(());
+        }
+        if connect.no_responders && !connect.headers {
+            self.err("no responders requires headers support");
+            return ControlFlow::Break(());
+        }
+        let Some(permissions) = self.shared.authorise.connect(connect) else {
+            self.outbox
+                .push(|out| encode_err("Authorization Violation", out));
+            return ControlFlow::Break(());
+        };
+        self.shared.admit(&self.outbox, &permissions);
+        self.session = Some(Session {
+            permissions,
+            verbose: connect.verbose,
+            pedantic: connect.pedantic,
+            echo: connect.echo,
+            headers: connect.headers,
+            no_responders: connect.no_responders,
+        });
+        if sent {
+            self.ok();
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn session(&self) -> &Session {
+        self.session
+            .as_ref()
+            .expect("ops are applied after CONNECT")
+    }
+
+    fn ok(&self) {
+        if self.session().verbose {
+            self.outbox.push(encode_ok);
+        }
+    }
+
+    fn err(&self, text: &str) {
+        self.outbox.push(|out| encode_err(text, out));
+    }
+
+    fn publish(
+        &self,
+        subject: &str,
+        reply: Option<&str>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) -> ControlFlow<()> {
+        let session = self.session();
+        // nats-server closes a client that sends HPUB without announcing
+        // headers.
+        if headers.is_some() && !session.headers {
+            return ControlFlow::Break(());
+        }
+        // An empty header block is relayed as a plain MSG, as nats-server does.
+        let headers = headers.filter(|headers| !headers.is_empty());
+        // nats-server only complains (when pedantic) and still routes the
+        // message, its tokens taken literally: `*.x` reaches `*.x` and `>`
+        // subscribers, never `flagbase.x`. Checked against nats-server 2.9.
+        if session.pedantic && !is_valid_publish_subject(subject) {
+            self.err("Invalid Publish Subject");
+        }
+        if !session.permissions.may_publish(subject) {
+            self.err(&format!("Permissions Violation for Publish to {subject:?}"));
+            return ControlFlow::Continue(());
+        }
+        self.ok();
+        let msg = Message {
+            subject,
+            reply,
+            headers,
+            payload,
+        };
+        let delivered = self.shared.route(&msg, self.outbox.id(), session.echo);
+        if delivered == 0 && session.headers && session.no_responders {
+            if let Some(reply) = reply {
+                self.no_responders(subject, reply);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Tells a requester at once that nobody will answer, on the first of its
+    /// own (non-queue) subscriptions that matches the reply subject, with the
+    /// header block nats-server sends.
+    fn no_responders(&self, subject: &str, reply: &str) {
+        let matches = self
+            .shared
+            .subs
+            .read()
+            .expect("sublist lock")
+            .matches(reply);
+        let Some(sub) = matches
+            .plain
+            .iter()
+            .find(|sub| sub.outbox.id() == self.outbox.id())
+        else {
+            return;
+        };
+        let headers = format!("NATS/1.0 503\r\nNats-Subject: {subject}\r\n\r\n");
+        let msg = Message {
+            subject: reply,
+            reply: None,
+            headers: Some(headers.as_bytes()),
+            payload: &[],
+        };
+        sub.outbox.send_msg(&sub.sid, &msg);
+    }
+
+    fn subscribe(&mut self, subject: String, queue: Option<String>, sid: String) {
+        // Queue names are not checked, as in nats-server.
+        if !is_valid_subject(&subject) {
+            self.err("Invalid Subject");
+            return;
+        }
+        if !self
+            .session()
+            .permissions
+            .may_subscribe(&subject, queue.as_deref())
+        {
+            let text = match &queue {
+                None => format!("Permissions Violation for Subscription to {subject:?}"),
+                Some(queue) => format!(
+                    "Permissions Violation for Subscription to {subject:?} using queue {queue:?}"
+                ),
+            };
+            self.err(&text);
+            return;
+        }
+        // A repeated sid keeps the first subscription, as in nats-server,
+        // unless that one has had its last message (UNSUB with a maximum).
+        let live = self.subs.get(&sid).is_some_and(|sub| {
+            let max = sub.max.load(Ordering::Relaxed);
+            max == 0 || sub.delivered.load(Ordering::Relaxed) < max
+        });
+        if !live {
+            let sub = Arc::new(Subscription {
+                outbox: self.outbox.clone(),
+                sid: sid.clone(),
+                subject,
+                queue,
+                max: AtomicU64::new(0),
+                delivered: AtomicU64::new(0),
+            });
+            self.shared
+                .subs
+                .write()
+                .expect("sublist lock")
+                .insert(&sub.subject, sub.queue.as_deref(), sub.clone())
+                .expect("subject validated above");
+            self.subs.insert(sid, sub);
+        }
+        self.ok();
+    }
+
+    fn unsubscribe(&mut self, sid: &str, max: u64) {
+        if let Some(sub) = self.subs.get(sid) {
+            if max > 0 && max > sub.delivered.load(Ordering::Relaxed) {
+                sub.max.store(max, Ordering::Relaxed);
+            } else if let Some(sub) = self.subs.remove(sid) {
+                self.shared.subs.write().expect("sublist lock").remove(
+                    &sub.subject,
+                    sub.queue.as_deref(),
+                    &sub,
+                );
+            }
+        }
+        self.ok();
+    }
+
+    fn unsubscribe_all(&mut self) {
+        let mut index = self.shared.subs.write().expect("sublist lock");
+        for (_, sub) in self.subs.drain() {
+            index.remove(&sub.subject, sub.queue.as_deref(), &sub);
+        }
+    }
+}

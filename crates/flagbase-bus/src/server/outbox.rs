@@ -1,0 +1,110 @@
+//! One connection's outbound buffer: publishers append encoded ops without
+//! waiting for the socket, one writer drains it, and a client whose backlog
+//! passes `max_pending` is cut off as a slow consumer instead of blocking
+//! publishers or growing memory.
+
+use std::sync::Mutex;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::{watch, Notify};
+
+use super::Message;
+use crate::codec::{encode_hmsg, encode_msg};
+
+pub(crate) struct Outbox {
+    id: u64,
+    max_pending: usize,
+    state: Mutex<State>,
+    wake: Notify,
+    closed: watch::Sender<bool>,
+}
+
+struct State {
+    pending: Vec<u8>,
+    closed: bool,
+}
+
+impl Outbox {
+    pub(crate) fn new(id: u64, max_pending: usize) -> Self {
+        Outbox {
+            id,
+            max_pending,
+            state: Mutex::new(State {
+                pending: Vec::new(),
+                closed: false,
+            }),
+            wake: Notify::new(),
+            closed: watch::Sender::new(false),
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Appends what `encode` writes; false if the connection is closed or
+    /// has just been cut off as a slow consumer.
+    pub(crate) fn push(&self, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let mut state = self.state.lock().expect("outbox lock");
+        if state.closed {
+            return false;
+        }
+        encode(&mut state.pending);
+        if state.pending.len() > self.max_pending {
+            // The backlog is dropped, not flushed: it is what overflowed.
+            state.pending = Vec::new();
+            state.closed = true;
+            drop(state);
+            self.closed.send_replace(true);
+            self.wake.notify_one();
+            return false;
+        }
+        drop(state);
+        self.wake.notify_one();
+        true
+    }
+
+    pub(crate) fn send_msg(&self, sid: &str, msg: &Message<'_>) -> bool {
+        self.push(|out| match msg.headers {
+            None => encode_msg(msg.subject, sid, msg.reply, msg.payload, out),
+            Some(headers) => encode_hmsg(msg.subject, sid, msg.reply, headers, msg.payload, out),
+        })
+    }
+
+    /// Stops accepting output; what is pending is still written.
+    pub(crate) fn close(&self) {
+        self.state.lock().expect("outbox lock").closed = true;
+        self.closed.send_replace(true);
+        self.wake.notify_one();
+    }
+
+    /// Resolves once the connection is closed, from either side.
+    pub(crate) fn closed(&self) -> watch::Receiver<bool> {
+        self.closed.subscribe()
+    }
+
+    /// Writes pending output until the outbox is closed and drained, or the
+    /// socket fails.
+    pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(&self, mut socket: W) {
+        let mut writing = Vec::new();
+        loop {
+            let closed = {
+                let mut state = self.state.lock().expect("outbox lock");
+                std::mem::swap(&mut state.pending, &mut writing);
+                state.closed
+            };
+            if !writing.is_empty() {
+                if socket.write_all(&writing).await.is_err() {
+                    self.close();
+                    return;
+                }
+                writing.clear();
+            } else if closed {
+                let _ = socket.shutdown().await;
+                return;
+            } else {
+                self.wake.notified().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,555 @@
+//! The server on loopback, driven by a real client we did not write
+//! (`async-nats`) and by raw sockets where the exact bytes matter.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flagbase_bus::codec::Connect;
+use flagbase_bus::{AllowAll, Authorise, Handle, Options, Permissions, Server};
+use futures_util::{FutureExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+struct Running {
+    addr: SocketAddr,
+    handle: Handle,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start_with(
+    configure: impl FnOnce(&mut Options),
+    authorise: Arc<dyn Authorise>,
+) -> Running {
+    let mut options = Options::new("127.0.0.1:0".parse().unwrap());
+    configure(&mut options);
+    let server = Server::bind(options, authorise).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let handle = server.handle();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        handle,
+        _stop: stop,
+    }
+}
+
+async fn start() -> Running {
+    start_with(|_| {}, Arc::new(AllowAll)).await
+}
+
+async fn client(server: &Running) -> async_nats::Client {
+    async_nats::connect(format!("nats://{}", server.addr))
+        .await
+        .unwrap()
+}
+
+/// Publishes to the client's own inbox and waits for the message: when it
+/// arrives, the server has applied everything the client sent before, and the
+/// client has dispatched everything the server sent it before. (async-nats'
+/// `flush` only empties the socket buffer; it is no round trip.)
+async fn round_trip(nc: &async_nats::Client) {
+    let inbox = nc.new_inbox();
+    let mut sub = nc.subscribe(inbox.clone()).await.unwrap();
+    nc.publish(inbox, "".into()).await.unwrap();
+    sub.next().await.unwrap();
+}
+
+/// A client speaking the protocol by hand.
+struct Raw {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+}
+
+impl Raw {
+    /// Connects and reads the INFO line, returning its JSON.
+    async fn connect(server: &Running, connect: &str) -> (Raw, serde_json::Value) {
+        let (reader, writer) = TcpStream::connect(server.addr).await.unwrap().into_split();
+        let mut raw = Raw {
+            reader: BufReader::new(reader),
+            writer,
+        };
+        let info = raw.line().await;
+        let json = serde_json::from_str(info.strip_prefix("INFO ").expect("INFO first")).unwrap();
+        if !connect.is_empty() {
+            raw.send(&format!("CONNECT {connect}\r\n")).await;
+        }
+        (raw, json)
+    }
+
+    async fn send(&mut self, text: &str) {
+        self.writer.write_all(text.as_bytes()).await.unwrap();
+    }
+
+    /// The next line without its CRLF; empty at end of stream.
+    async fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).await.unwrap();
+        line.trim_end_matches("\r\n").to_string()
+    }
+
+    async fn expect(&mut self, line: &str) {
+        assert_eq!(self.line().await, line);
+    }
+
+    /// Sends PING and waits for its PONG, so everything sent before has been
+    /// applied by the server.
+    async fn sync(&mut self) {
+        self.send("PING\r\n").await;
+        self.expect("PONG").await;
+    }
+
+    async fn expect_closed(&mut self) {
+        let mut rest = Vec::new();
+        self.reader.read_to_end(&mut rest).await.unwrap();
+        assert!(
+            rest.is_empty(),
+            "more after the end: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+}
+
+const QUIET: &str = r#"{"verbose":false,"pedantic":false}"#;
+
+#[tokio::test]
+async fn async_nats_publish_subscribe_with_wildcards() {
+    let server = start().await;
+    let nc = client(&server).await;
+    let mut one = nc.subscribe("a.*").await.unwrap();
+    let mut all = nc.subscribe("a.>").await.unwrap();
+    nc.publish("a.b", "1".into()).await.unwrap();
+    nc.publish("a.b.c", "2".into()).await.unwrap();
+    nc.publish("z", "3".into()).await.unwrap();
+    round_trip(&nc).await;
+    assert_eq!(one.next().await.unwrap().payload, "1");
+    assert_eq!(all.next().await.unwrap().payload, "1");
+    assert_eq!(all.next().await.unwrap().payload, "2");
+    round_trip(&nc).await;
+    assert!(
+        one.next().now_or_never().is_none(),
+        "a.* must not match a.b.c"
+    );
+}
+
+#[tokio::test]
+async fn async_nats_queue_group_delivers_each_message_to_one_member() {
+    let server = start().await;
+    let nc = client(&server).await;
+    let mut q1 = nc.queue_subscribe("jobs", "workers".into()).await.unwrap();
+    let mut q2 = nc.queue_subscribe("jobs", "workers".into()).await.unwrap();
+    let mut plain = nc.subscribe("jobs").await.unwrap();
+    round_trip(&nc).await;
+    let publisher = client(&server).await;
+    for i in 0..20 {
+        publisher
+            .publish("jobs", i.to_string().into())
+            .await
+            .unwrap();
+    }
+    round_trip(&publisher).await;
+    for _ in 0..20 {
+        plain.next().await.unwrap();
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 20 {
+        let msg = tokio::select! {
+            m = q1.next() => m.unwrap(),
+            m = q2.next() => m.unwrap(),
+        };
+        seen.push(String::from_utf8(msg.payload.to_vec()).unwrap());
+    }
+    round_trip(&nc).await;
+    assert!(
+        q1.next().now_or_never().is_none() && q2.next().now_or_never().is_none(),
+        "delivered twice"
+    );
+    seen.sort_by_key(|s| s.parse::<u32>().unwrap());
+    assert_eq!(seen, (0..20).map(|i| i.to_string()).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn async_nats_headers_round_trip() {
+    let server = start().await;
+    let nc = client(&server).await;
+    let mut sub = nc.subscribe("h").await.unwrap();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("X-Flag", "on");
+    nc.publish_with_headers("h", headers, "body".into())
+        .await
+        .unwrap();
+    let msg = sub.next().await.unwrap();
+    assert_eq!(msg.payload, "body");
+    assert_eq!(msg.headers.unwrap().get("X-Flag").unwrap().as_str(), "on");
+}
+
+#[tokio::test]
+async fn async_nats_request_reply_and_no_responders() {
+    let server = start().await;
+    let responder = client(&server).await;
+    let mut service = responder.subscribe("svc.echo").await.unwrap();
+    // Only once the SUB has been applied may another connection count on it.
+    round_trip(&responder).await;
+    tokio::spawn(async move {
+        while let Some(msg) = service.next().await {
+            responder
+                .publish(msg.reply.unwrap(), msg.payload)
+                .await
+                .unwrap();
+        }
+    });
+    let nc = client(&server).await;
+    let reply = nc.request("svc.echo", "ping".into()).await.unwrap();
+    assert_eq!(reply.payload, "ping");
+
+    for subject in ["nobody.home", "$JS.API.INFO"] {
+        let err = nc.request(subject, "x".into()).await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            async_nats::RequestErrorKind::NoResponders,
+            "{subject}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn async_nats_unsubscribe_after_n_messages() {
+    let server = start().await;
+    let nc = client(&server).await;
+    let mut sub = nc.subscribe("n").await.unwrap();
+    sub.unsubscribe_after(3).await.unwrap();
+    for i in 0..5 {
+        nc.publish("n", i.to_string().into()).await.unwrap();
+    }
+    let got: Vec<_> = sub.map(|m| m.payload).collect().await;
+    assert_eq!(got, vec!["0", "1", "2"]);
+}
+
+#[tokio::test]
+async fn info_announces_headers_and_no_jetstream_then_verbose_ok_and_pong() {
+    let server = start().await;
+    let (mut raw, info) = Raw::connect(&server, "{}").await;
+    assert_eq!(info["proto"], 1);
+    assert_eq!(info["headers"], true);
+    assert_eq!(info["max_payload"], 1024 * 1024);
+    assert!(info["client_id"].as_u64().unwrap() > 0);
+    assert!(info.get("jetstream").is_none());
+    raw.expect("+OK").await;
+    raw.send("sub foo 1\r\nPUB foo 2\r\nhi\r\n").await;
+    raw.expect("+OK").await;
+    raw.expect("+OK").await;
+    raw.expect("MSG foo 1 2").await;
+    raw.expect("hi").await;
+    raw.sync().await;
+}
+
+#[tokio::test]
+async fn echo_false_skips_the_publishers_own_subscriptions() {
+    let server = start().await;
+    let (mut me, _) = Raw::connect(&server, r#"{"verbose":false,"echo":false}"#).await;
+    me.send("SUB foo 1\r\nPUB foo 2\r\nhi\r\n").await;
+    me.sync().await;
+    let (mut other, _) = Raw::connect(&server, QUIET).await;
+    other.send("PUB foo 5\r\nthere\r\n").await;
+    other.sync().await;
+    me.expect("MSG foo 1 5").await;
+    me.expect("there").await;
+}
+
+#[tokio::test]
+async fn unsub_with_max_delivers_that_many_then_stops() {
+    let server = start().await;
+    let (mut sub, _) = Raw::connect(&server, QUIET).await;
+    sub.send("SUB foo 1\r\nUNSUB 1 2\r\n").await;
+    sub.sync().await;
+    let (mut publisher, _) = Raw::connect(&server, QUIET).await;
+    publisher.send(&"PUB foo 1\r\nx\r\n".repeat(3)).await;
+    publisher.sync().await;
+    for _ in 0..2 {
+        sub.expect("MSG foo 1 1").await;
+        sub.expect("x").await;
+    }
+    sub.sync().await;
+}
+
+#[tokio::test]
+async fn oversized_payload_and_control_line_and_garbage_are_refused_like_nats_server() {
+    let server = start().await;
+    let cases = [
+        (
+            "PUB foo 1048577\r\n".to_string(),
+            "-ERR 'Maximum Payload Violation'",
+        ),
+        (
+            format!("SUB {} 1\r\n", "a".repeat(5000)),
+            "-ERR 'maximum control line exceeded'",
+        ),
+        ("FOO\r\n".to_string(), "-ERR 'Unknown Protocol Operation'"),
+    ];
+    for (input, answer) in cases {
+        let (mut raw, _) = Raw::connect(&server, QUIET).await;
+        raw.send(&input).await;
+        raw.expect(answer).await;
+        raw.expect_closed().await;
+    }
+    let (mut raw, _) = Raw::connect(&server, QUIET).await;
+    raw.send("SUB foo..bar 1\r\n").await;
+    raw.expect("-ERR 'Invalid Subject'").await;
+    raw.sync().await;
+    // HPUB from a client that did not announce headers closes it silently.
+    raw.send("HPUB foo 12 12\r\nNATS/1.0\r\n\r\n\r\n").await;
+    raw.expect_closed().await;
+}
+
+struct Tokens;
+/// The rights of the user a token belongs to.
+struct Restricted(&'static str);
+
+impl Authorise for Tokens {
+    fn auth_required(&self) -> bool {
+        true
+    }
+    fn connect(&self, connect: &Connect) -> Option<Arc<dyn Permissions>> {
+        let user = match connect.auth_token.as_deref()? {
+            "secret" => "alice",
+            "other" => "bob",
+            _ => return None,
+        };
+        Some(Arc::new(Restricted(user)))
+    }
+}
+
+impl Permissions for Restricted {
+    fn may_publish(&self, subject: &str) -> bool {
+        !flagbase_bus::subject::matches("flagbase.>", subject)
+    }
+    fn may_subscribe(&self, subject: &str, _: Option<&str>) -> bool {
+        !subject.starts_with("private.")
+    }
+    fn principal(&self) -> Option<&str> {
+        Some(self.0)
+    }
+}
+
+#[tokio::test]
+async fn revoking_a_principal_cuts_its_connections_only() {
+    let server = start_with(|_| {}, Arc::new(Tokens)).await;
+    let alice = r#"{"verbose":false,"auth_token":"secret"}"#;
+    let (mut first, _) = Raw::connect(&server, alice).await;
+    first.sync().await;
+    let (mut second, _) = Raw::connect(&server, alice).await;
+    second.sync().await;
+    let (mut bob, _) = Raw::connect(&server, r#"{"verbose":false,"auth_token":"other"}"#).await;
+    bob.sync().await;
+    assert_eq!(server.handle.connections(), 3);
+    assert_eq!(server.handle.disconnect("carol"), 0);
+    assert_eq!(server.handle.disconnect("alice"), 2);
+    for raw in [&mut first, &mut second] {
+        raw.expect("-ERR 'Authorization Violation'").await;
+        raw.expect_closed().await;
+    }
+    bob.sync().await;
+}
+
+#[tokio::test]
+async fn authorisation_hook_decides_connect_publish_and_subscribe() {
+    let server = start_with(|_| {}, Arc::new(Tokens)).await;
+    let (mut anonymous, info) = Raw::connect(&server, QUIET).await;
+    assert_eq!(info["auth_required"], true);
+    anonymous.expect("-ERR 'Authorization Violation'").await;
+    anonymous.expect_closed().await;
+    let (mut silent, _) = Raw::connect(&server, "").await;
+    silent.send("PING\r\n").await;
+    silent.expect("-ERR 'Authorization Violation'").await;
+
+    let (mut raw, _) = Raw::connect(&server, r#"{"verbose":false,"auth_token":"secret"}"#).await;
+    raw.send("PUB flagbase.flag.created 0\r\n\r\n").await;
+    raw.expect(r#"-ERR 'Permissions Violation for Publish to "flagbase.flag.created"'"#)
+        .await;
+    raw.send("SUB private.a 1\r\nSUB private.b q 2\r\n").await;
+    raw.expect(r#"-ERR 'Permissions Violation for Subscription to "private.a"'"#)
+        .await;
+    raw.expect(r#"-ERR 'Permissions Violation for Subscription to "private.b" using queue "q"'"#)
+        .await;
+    // The connection survives permission errors.
+    raw.sync().await;
+
+    let nc = async_nats::ConnectOptions::with_token("secret".into())
+        .connect(format!("nats://{}", server.addr))
+        .await
+        .unwrap();
+    round_trip(&nc).await;
+}
+
+#[tokio::test]
+async fn no_responders_only_for_clients_that_asked_for_it() {
+    let server = start().await;
+    let (mut asking, _) = Raw::connect(
+        &server,
+        r#"{"verbose":false,"headers":true,"no_responders":true}"#,
+    )
+    .await;
+    asking
+        .send("SUB _INBOX.x.* 1\r\nPUB nobody _INBOX.x.1 0\r\n\r\n")
+        .await;
+    asking.expect("HMSG _INBOX.x.1 1 38 38").await;
+    asking.expect("NATS/1.0 503").await;
+    asking.expect("Nats-Subject: nobody").await;
+    asking.expect("").await; // end of the header block
+    asking.expect("").await; // the empty payload
+    asking.sync().await;
+
+    let (mut plain, _) = Raw::connect(&server, r#"{"verbose":false,"headers":true}"#).await;
+    plain
+        .send("SUB _INBOX.y.* 1\r\nPUB nobody _INBOX.y.1 0\r\n\r\n")
+        .await;
+    plain.sync().await;
+
+    let (mut headless, _) =
+        Raw::connect(&server, r#"{"verbose":false,"no_responders":true}"#).await;
+    headless
+        .expect("-ERR 'no responders requires headers support'")
+        .await;
+    headless.expect_closed().await;
+}
+
+#[tokio::test]
+async fn slow_consumer_is_cut_off_without_blocking_the_publisher() {
+    let max_pending = 64 * 1024;
+    let server = start_with(|o| o.max_pending = max_pending, Arc::new(AllowAll)).await;
+    let (mut slow, _) = Raw::connect(&server, QUIET).await;
+    slow.send("SUB big 1\r\n").await;
+    slow.sync().await;
+
+    // Far more than the socket buffers and max_pending together hold.
+    let payload = "x".repeat(16 * 1024);
+    let count = 4096;
+    let (mut publisher, _) = Raw::connect(&server, QUIET).await;
+    let publish = format!("PUB big {}\r\n{payload}\r\n", payload.len());
+    for _ in 0..count {
+        publisher.send(&publish).await;
+    }
+    // Answered while the subscriber reads nothing: the publisher is not blocked.
+    publisher.sync().await;
+
+    let mut received = Vec::new();
+    slow.reader.read_to_end(&mut received).await.unwrap();
+    assert!(
+        received.len() < count * publish.len(),
+        "cut off before everything arrived"
+    );
+}
+
+#[tokio::test]
+async fn unanswered_pings_close_a_stale_connection() {
+    let server = start_with(
+        |o| {
+            o.ping_interval = Duration::from_millis(20);
+            o.max_pings_out = 2;
+        },
+        Arc::new(AllowAll),
+    )
+    .await;
+    let (mut raw, _) = Raw::connect(&server, QUIET).await;
+    raw.expect("PING").await;
+    raw.expect("PING").await;
+    raw.expect("-ERR 'Stale Connection'").await;
+    raw.expect_closed().await;
+}
+
+/// Takes every message already delivered to `sub` (the caller has made a
+/// round trip on the subscriber's connection, so they are all in its channel). Unconstrained,
+/// or tokio's cooperative budget would end the loop after 127 polls.
+fn drain(sub: &mut async_nats::Subscriber) -> Vec<String> {
+    let mut got = Vec::new();
+    while let Some(Some(msg)) = tokio::task::unconstrained(sub.next()).now_or_never() {
+        got.push(String::from_utf8(msg.payload.to_vec()).unwrap());
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_reach_each_queue_group_once_and_unsub_max_exactly() {
+    let server = start().await;
+    let mut members = Vec::new();
+    let mut member_clients = Vec::new();
+    for _ in 0..3 {
+        let nc = client(&server).await;
+        members.push(nc.queue_subscribe("work", "pool".into()).await.unwrap());
+        round_trip(&nc).await;
+        member_clients.push(nc);
+    }
+    let capped_client = client(&server).await;
+    let mut capped = capped_client.subscribe("work").await.unwrap();
+    capped.unsubscribe_after(100).await.unwrap();
+    round_trip(&capped_client).await;
+
+    let publishers: Vec<_> = (0..4)
+        .map(|p| {
+            let addr = server.addr;
+            tokio::spawn(async move {
+                let nc = async_nats::connect(format!("nats://{addr}")).await.unwrap();
+                for i in 0..250 {
+                    nc.publish("work", format!("{p}-{i}").into()).await.unwrap();
+                }
+                // After the round trip every message has been routed.
+                round_trip(&nc).await;
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    for nc in member_clients.iter().chain([&capped_client]) {
+        round_trip(nc).await;
+    }
+
+    let mut all: Vec<String> = members.iter_mut().flat_map(drain).collect();
+    assert_eq!(all.len(), 1000);
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 1000, "a message reached the group twice");
+    // The stream ends after its maximum: exactly 100 arrive, none after.
+    let capped: Vec<async_nats::Message> = capped.collect().await;
+    assert_eq!(capped.len(), 100);
+}
+
+/// Checked against nats-server 2.9.10: without auth a client may skip
+/// CONNECT, gets verbose defaults, and no +OK for the CONNECT it never sent.
+#[tokio::test]
+async fn client_that_skips_connect_gets_defaults_without_an_ok_for_it() {
+    let server = start().await;
+    let (mut raw, _) = Raw::connect(&server, "").await;
+    raw.send("SUB foo 1\r\nPUB foo 2\r\nhi\r\n").await;
+    raw.expect("+OK").await;
+    raw.expect("+OK").await;
+    raw.expect("MSG foo 1 2").await;
+    raw.expect("hi").await;
+    raw.sync().await;
+}
+
+/// Checked against nats-server 2.9.10: a wildcard in a published subject
+/// draws `Invalid Publish Subject` (pedantic) but the message is still routed
+/// with its tokens taken literally, so `*.x` never reaches `flagbase.>`; an
+/// empty token matches nothing; an empty header block is relayed as MSG.
+#[tokio::test]
+async fn published_wildcards_are_literal_tokens_like_nats_server() {
+    let server = start().await;
+    let (mut raw, _) = Raw::connect(&server, r#"{"verbose":false,"headers":true}"#).await;
+    raw.send("SUB flagbase.> 1\r\nSUB > 2\r\nPUB *.x 1\r\nx\r\n")
+        .await;
+    raw.expect("-ERR 'Invalid Publish Subject'").await;
+    raw.expect("MSG *.x 2 1").await;
+    raw.expect("x").await;
+    raw.send("PUB a..b 1\r\nx\r\n").await;
+    raw.expect("-ERR 'Invalid Publish Subject'").await;
+    raw.send("HPUB e 0 1\r\ny\r\n").await;
+    raw.expect("MSG e 2 1").await;
+    raw.expect("y").await;
+    raw.sync().await;
+}
