@@ -20,6 +20,7 @@
 //! published here, so they show as such a jump; a consumer that must not
 //! miss anything re-reads the store when it sees one.
 
+pub mod bus;
 mod change;
 
 use std::sync::atomic::{AtomicU64, Ordering};
