@@ -103,10 +103,12 @@ pub async fn start(config: Config) -> Result<(), StartError> {
     tokio::spawn(wait_for_signal(shutdown_tx));
 
     tokio::spawn(events::bus::cut_revoked(bus.handle(), to_watch));
-    let mut bus_stop = shutdown_rx.clone();
+    // The bus outlives HTTP: it stops once the last changes are published.
+    let (bus_stop, bus_stopped) = tokio::sync::oneshot::channel::<()>();
     let bus_task = tokio::spawn(bus.run(async move {
-        let _ = bus_stop.wait_for(|stop| *stop).await;
+        let _ = bus_stopped.await;
     }));
+    let mut publisher_stop = shutdown_rx.clone();
     let publisher = tokio::spawn(async move {
         let url = format!("nats://{}", reachable(bus_addr));
         match async_nats::ConnectOptions::with_token(internal_token)
@@ -114,7 +116,12 @@ pub async fn start(config: Config) -> Result<(), StartError> {
             .connect(&url)
             .await
         {
-            Ok(client) => events::bus::publish_changes(client, to_publish).await,
+            Ok(client) => {
+                events::bus::publish_changes(client, to_publish, async move {
+                    let _ = publisher_stop.wait_for(|stop| *stop).await;
+                })
+                .await
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot connect to the event bus; changes will not be published on it")
             }
@@ -139,8 +146,18 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         shutdown_timeout: config.server.shutdown_timeout.get(),
     };
     http::serve(listener, router, serve_options, shutdown_rx).await;
-    // HTTP is done, so no more changes: the bus stops with its clients.
-    publisher.abort();
+    // HTTP is done, so no more changes: publish what is left, then stop
+    // the bus with its clients.
+    // Bounded: a wedged client must not keep the process from exiting.
+    if tokio::time::timeout(config.server.shutdown_timeout.get(), publisher)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the bus publisher did not finish in time; its last changes may be unpublished"
+        );
+    }
+    let _ = bus_stop.send(());
     let _ = bus_task.await;
     store.close().await;
     tracing::info!("shutdown complete");

@@ -157,26 +157,49 @@ pub fn message(event: &ChangeEvent) -> Value {
 }
 
 /// Publishes every change from `changes` on its subject through `client`,
-/// in feed order, until the feed closes. A lag is logged with its size
-/// (subscribers also see the jump in `seq`).
-pub async fn publish_changes(client: async_nats::Client, mut changes: Subscription) {
-    while let Some(received) = changes.recv().await {
+/// in feed order, until `stop` completes (or the feed closes); then
+/// publishes what is already queued and flushes, so a clean shutdown loses
+/// nothing committed. A lag is logged with its size (subscribers also see
+/// the jump in `seq`).
+pub async fn publish_changes(
+    client: async_nats::Client,
+    mut changes: Subscription,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let received = tokio::select! {
+            received = changes.recv() => received,
+            () = &mut stop => break,
+        };
         match received {
-            Received::Event(event) => {
-                let body = serde_json::to_vec(&message(&event)).expect("JSON values serialise");
-                if let Err(e) = client.publish(event.subject.as_str(), body.into()).await {
-                    tracing::warn!(seq = event.seq, subject = event.subject.as_str(), error = %e, "cannot publish change on the bus; it is lost for bus subscribers");
-                }
-            }
-            Received::Missed(n) => {
-                tracing::warn!(
-                    missed = n,
-                    "the bus publisher fell behind the change feed; {n} events were not published"
-                );
-            }
+            Some(received) => publish(&client, received).await,
+            None => break,
         }
     }
-    let _ = client.flush().await;
+    while let Some(received) = changes.try_recv() {
+        publish(&client, received).await;
+    }
+    if let Err(e) = client.flush().await {
+        tracing::warn!(error = %e, "cannot flush the last changes to the bus");
+    }
+}
+
+async fn publish(client: &async_nats::Client, received: Received) {
+    match received {
+        Received::Event(event) => {
+            let body = serde_json::to_vec(&message(&event)).expect("JSON values serialise");
+            if let Err(e) = client.publish(event.subject.as_str(), body.into()).await {
+                tracing::warn!(seq = event.seq, subject = event.subject.as_str(), error = %e, "cannot publish a change on the bus; bus subscribers will see a gap in seq");
+            }
+        }
+        Received::Missed(n) => {
+            tracing::warn!(
+                missed = n,
+                "the bus publisher fell behind the change feed; {n} changes were not published"
+            );
+        }
+    }
 }
 
 /// Cuts the bus connections of a user whose token was revoked, who was
