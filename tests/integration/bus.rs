@@ -296,6 +296,26 @@ async fn bus_revoking_a_token_closes_the_connections_using_it() {
     again.expect_closed().await;
 }
 
+#[tokio::test]
+async fn bus_deleting_a_user_closes_their_session_connections() {
+    let fb = Flagbase::start().await;
+    let admin = fb.setup_admin("root@example.com").await;
+    let (id, session) = fb.user("gone@example.com", "user", Some(&admin)).await;
+    let mut raw = Raw::connect(&fb, quiet_with(&session)).await;
+    raw.alive().await;
+    let mut bystander = Raw::connect(&fb, quiet_with(&admin)).await;
+    bystander.alive().await;
+    assert_eq!(
+        fb.delete(&format!("/api/v1/users/{id}"), Some(&admin))
+            .await
+            .status,
+        204
+    );
+    raw.expect("-ERR 'Authorization Violation'").await;
+    raw.expect_closed().await;
+    bystander.alive().await;
+}
+
 #[test]
 fn bus_port_in_use_is_a_start_up_error_naming_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
