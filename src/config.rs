@@ -86,7 +86,69 @@ pub struct StorageConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EventsConfig {
+    /// Address the embedded NATS-protocol bus listens on.
+    pub host: String,
+    /// 0 picks a free port; the banner shows the one chosen.
     pub nats_port: u16,
+    /// Whether clients without a credential may connect (as role `user`).
+    pub allow_anonymous: AllowAnonymous,
+    /// Largest message payload a client may publish, in bytes.
+    pub max_payload: u64,
+}
+
+/// `events.allow_anonymous`: `auto` (the default) allows anonymous bus
+/// clients only while the bus listens on a loopback address, where only
+/// this machine can reach it; `true` and `false` decide outright.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllowAnonymous {
+    Auto,
+    Yes,
+    No,
+}
+
+impl AllowAnonymous {
+    /// Whether anonymous clients are admitted on a bus bound to `ip`.
+    pub fn allows(self, ip: std::net::IpAddr) -> bool {
+        match self {
+            AllowAnonymous::Auto => ip.is_loopback(),
+            AllowAnonymous::Yes => true,
+            AllowAnonymous::No => false,
+        }
+    }
+}
+
+impl Serialize for AllowAnonymous {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            AllowAnonymous::Auto => "auto",
+            AllowAnonymous::Yes => "true",
+            AllowAnonymous::No => "false",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for AllowAnonymous {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A YAML file gives a boolean; the environment and flags give text.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(AllowAnonymous::Yes),
+            Raw::Bool(false) => Ok(AllowAnonymous::No),
+            Raw::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+                "auto" => Ok(AllowAnonymous::Auto),
+                "true" => Ok(AllowAnonymous::Yes),
+                "false" => Ok(AllowAnonymous::No),
+                other => Err(serde::de::Error::custom(format!(
+                    "unknown value {other:?} (use auto, true or false)"
+                ))),
+            },
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -132,7 +194,12 @@ impl Default for Config {
             storage: StorageConfig {
                 base_path: "./data/storage".into(),
             },
-            events: EventsConfig { nats_port: 4222 },
+            events: EventsConfig {
+                host: "127.0.0.1".into(),
+                nats_port: 4222,
+                allow_anonymous: AllowAnonymous::Auto,
+                max_payload: 1024 * 1024,
+            },
             log: LogConfig {
                 level: "info".into(),
                 format: "pretty".into(),
@@ -358,6 +425,17 @@ impl Config {
         if self.storage.base_path.as_os_str().is_empty() {
             return Err(("storage.base_path", "must not be empty".into()));
         }
+        if self.events.host.trim().is_empty() {
+            return Err(("events.host", "must not be empty".into()));
+        }
+        // nats-server refuses a max_payload above 64 MiB for the same reason:
+        // every client buffers whole messages.
+        if !(1..=64 * 1024 * 1024).contains(&self.events.max_payload) {
+            return Err((
+                "events.max_payload",
+                "must be between 1 and 67108864 (64 MiB)".into(),
+            ));
+        }
         if !["debug", "info", "warn", "error"].contains(&self.log.level.as_str()) {
             return Err((
                 "log.level",
@@ -555,6 +633,9 @@ mod tests {
         assert_eq!(c.database.path, Path::new("flagbase.db"));
         assert_eq!(c.storage.base_path, Path::new("./data/storage"));
         assert_eq!(c.events.nats_port, 4222);
+        assert_eq!(c.events.host, "127.0.0.1");
+        assert_eq!(c.events.allow_anonymous, AllowAnonymous::Auto);
+        assert_eq!(c.events.max_payload, 1024 * 1024);
         assert_eq!(
             (c.log.level.as_str(), c.log.format.as_str()),
             ("info", "pretty")
@@ -741,5 +822,25 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.iam.jwt_secret.as_deref(), Some("0".repeat(40).as_str()));
+    }
+
+    #[test]
+    fn events_allow_anonymous_reads_booleans_and_auto_from_every_layer() {
+        let c = load_yaml("events:\n  allow_anonymous: false\n").unwrap();
+        assert_eq!(c.events.allow_anonymous, AllowAnonymous::No);
+        let c = load_yaml("events:\n  allow_anonymous: auto\n").unwrap();
+        assert_eq!(c.events.allow_anonymous, AllowAnonymous::Auto);
+        let c = Config::load(&Sources {
+            env: vec![("FLAGBASE_EVENTS_ALLOW_ANONYMOUS".into(), "true".into())],
+            ..Sources::default()
+        })
+        .unwrap();
+        assert_eq!(c.events.allow_anonymous, AllowAnonymous::Yes);
+        let e = load_yaml("events:\n  allow_anonymous: maybe\n").unwrap_err();
+        assert!(e.message.contains("events.allow_anonymous"), "{e}");
+        let e = load_yaml("events:\n  max_payload: 0\n").unwrap_err();
+        assert!(e.message.contains("events.max_payload"), "{e}");
+        assert!(AllowAnonymous::Auto.allows("127.0.0.1".parse().unwrap()));
+        assert!(!AllowAnonymous::Auto.allows("0.0.0.0".parse().unwrap()));
     }
 }

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::events::ChangeFeed;
+use crate::events::{self, ChangeFeed};
 use crate::flags::Flags;
 use crate::http::{self, AppState, HttpOptions, ServeOptions};
 use crate::iam::Iam;
@@ -32,6 +32,8 @@ pub enum StartError {
     },
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
+    #[error("cannot start the event bus on {addr}: {reason}")]
+    Bus { addr: String, reason: String },
     #[error("cannot initialise identity and access: {0}")]
     Iam(crate::error::Error),
     #[error("cannot load flags: {0}")]
@@ -88,10 +90,43 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         })?;
     let local = listener.local_addr().map_err(StartError::Serve)?;
     tracing::info!(addr = %local, "http listening");
-    print_banner(&config, local, &iam);
+
+    // Subscribed before anything can change, so every change reaches the bus.
+    let (to_publish, to_watch) = (feed.subscribe(), feed.subscribe());
+    let internal_token = random_token();
+    let bus = bind_bus(&config, iam.clone(), internal_token.clone()).await?;
+    let bus_addr = bus.local_addr().map_err(StartError::Serve)?;
+    tracing::info!(addr = %format!("nats://{bus_addr}"), "bus listening");
+    print_banner(&config, local, bus_addr, &iam);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(wait_for_signal(shutdown_tx));
+
+    tokio::spawn(events::bus::cut_revoked(bus.handle(), to_watch));
+    // The bus outlives HTTP: it stops once the last changes are published.
+    let (bus_stop, bus_stopped) = tokio::sync::oneshot::channel::<()>();
+    let bus_task = tokio::spawn(bus.run(async move {
+        let _ = bus_stopped.await;
+    }));
+    let mut publisher_stop = shutdown_rx.clone();
+    let publisher = tokio::spawn(async move {
+        let url = format!("nats://{}", reachable(bus_addr));
+        match async_nats::ConnectOptions::with_token(internal_token)
+            .name("flagbase")
+            .connect(&url)
+            .await
+        {
+            Ok(client) => {
+                events::bus::publish_changes(client, to_publish, async move {
+                    let _ = publisher_stop.wait_for(|stop| *stop).await;
+                })
+                .await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot connect to the event bus; changes will not be published on it")
+            }
+        }
+    });
 
     let state = AppState {
         iam,
@@ -111,9 +146,68 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         shutdown_timeout: config.server.shutdown_timeout.get(),
     };
     http::serve(listener, router, serve_options, shutdown_rx).await;
+    // HTTP is done, so no more changes: publish what is left, then stop
+    // the bus with its clients.
+    // Bounded: a wedged client must not keep the process from exiting.
+    if tokio::time::timeout(config.server.shutdown_timeout.get(), publisher)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the bus publisher did not finish in time; its last changes may be unpublished"
+        );
+    }
+    let _ = bus_stop.send(());
+    let _ = bus_task.await;
     store.close().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Binds the embedded bus on `events.host:events.nats_port`.
+async fn bind_bus(
+    config: &Config,
+    iam: Arc<Iam>,
+    internal_token: String,
+) -> Result<flagbase_bus::Server, StartError> {
+    let addr = format!("{}:{}", config.events.host, config.events.nats_port);
+    let fail = |reason: String| StartError::Bus {
+        addr: addr.clone(),
+        reason,
+    };
+    let socket = tokio::net::lookup_host(&addr)
+        .await
+        .map_err(|e| fail(io_reason(&e)))?
+        .next()
+        .ok_or_else(|| fail("the host resolves to no address".into()))?;
+    let anonymous = config.events.allow_anonymous.allows(socket.ip());
+    if anonymous && !socket.ip().is_loopback() {
+        tracing::warn!(addr = %socket, "the event bus admits anonymous clients on a non-loopback address (events.allow_anonymous: true)");
+    }
+    let mut options = flagbase_bus::Options::new(socket);
+    options.version = version::VERSION.to_string();
+    options.limits.max_payload = usize::try_from(config.events.max_payload).unwrap_or(usize::MAX);
+    let auth = events::bus::BusAuth::new(iam, anonymous, internal_token);
+    flagbase_bus::Server::bind(options, Arc::new(auth))
+        .await
+        .map_err(|e| fail(io_reason(&e)))
+}
+
+/// The credential Flagbase's own bus connection presents; new each start.
+fn random_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How a client on this machine reaches a listener bound to `addr`.
+fn reachable(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
 }
 
 /// File descriptors kept back from connections: the database and its WAL,
@@ -192,19 +286,12 @@ fn absolute(path: &Path) -> String {
 }
 
 /// The short start-up summary on stdout (logs go to stderr).
-fn print_banner(config: &Config, http: SocketAddr, iam: &Iam) {
-    let reachable = if http.ip().is_unspecified() {
-        format!("127.0.0.1:{}", http.port())
-    } else {
-        http.to_string()
-    };
+fn print_banner(config: &Config, http: SocketAddr, bus: SocketAddr, iam: &Iam) {
+    let reachable = reachable(http);
     let mut out = String::new();
     out.push_str(&format!("{}\n", version::long()));
     out.push_str(&format!("  http:     http://{http}\n"));
-    out.push_str(&format!(
-        "  bus:      nats://{}:{} (reserved; the embedded bus is not in this build yet)\n",
-        config.server.host, config.events.nats_port
-    ));
+    out.push_str(&format!("  bus:      nats://{bus}\n"));
     out.push_str(&format!(
         "  database: {}\n",
         absolute(&config.database.path)

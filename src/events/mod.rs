@@ -1,7 +1,7 @@
 //! The in-process change feed: every change committed through the services
 //! leaves here as a `ChangeEvent`, in commit order, numbered by the store's
-//! change sequence. It is the port the NATS bus and the SSE stream consume
-//! (each holds a `Subscription`); neither exists yet.
+//! change sequence. It is the port the NATS bus (`bus`) and the SSE stream
+//! (not built yet) consume, each holding a `Subscription`.
 //!
 //! Order. A writer takes the feed's commit turn (`begin`) before it writes
 //! to the store and publishes while still holding it, so no two changes made
@@ -20,6 +20,7 @@
 //! published here, so they show as such a jump; a consumer that must not
 //! miss anything re-reads the store when it sees one.
 
+pub mod bus;
 mod change;
 
 use std::sync::atomic::{AtomicU64, Ordering};

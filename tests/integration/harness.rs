@@ -385,6 +385,9 @@ pub fn command(dir: &Path) -> Command {
             cmd.env_remove(k);
         }
     }
+    // Tests run side by side: each bus takes a free port, not 4222
+    // (a test's own `--set events.nats_port=...` still wins).
+    cmd.env("FLAGBASE_EVENTS_NATS_PORT", "0");
     cmd
 }
 
