@@ -8,6 +8,9 @@
 #   pub→sub 16 B        one publisher, one subscriber
 #   pub→sub 1 KiB       one publisher, one subscriber
 #   fan-out 16 B ×4     one publisher, four subscribers (deliveries/s, summed)
+#   … paced             the pub→sub rows with the publisher pacing itself:
+#                       a PING after every 64 KiB batch, at most 16 batches
+#                       unanswered (so no server needs to stall it)
 #   req/rep 16 B seq    one requester, one responder, one request at a time
 #   req/rep 16 B ×64    the same with 64 requests in flight
 # Every row is a warm-up then a measured window; rates are what arrived at
@@ -88,6 +91,8 @@ ROWS=(
     "pub→sub 16 B|pubsub 16 1"
     "pub→sub 1 KiB|pubsub 1024 1"
     "fan-out 16 B ×4|pubsub 16 4"
+    "pub→sub 16 B paced|pubsub 16 1 16"
+    "pub→sub 1 KiB paced|pubsub 1024 1 16"
     "req/rep 16 B seq|reqrep 16 1"
     "req/rep 16 B ×64|reqrep 16 64"
 )
@@ -106,7 +111,7 @@ run_server() {
         label=${row%%|*}
         read -r -a args <<<"${row#*|}"
         line=$(taskset -c "$CLIENT_CPU" timeout 120 "$TARGET/loadgen" "${args[0]}" \
-            "127.0.0.1:$port" "${args[1]}" "${args[2]}" "$WARMUP" "$DURATION" | grep '^RESULT') \
+            "127.0.0.1:$port" "${args[1]}" "${args[2]}" "$WARMUP" "$DURATION" "${args[@]:3}" | grep '^RESULT') \
             || die "$name, $label: the load generator failed"
         echo "$name, $label: $line"
         RATE[$name|$label]=$(field rate "$line")

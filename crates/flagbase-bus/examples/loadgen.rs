@@ -2,7 +2,7 @@
 //! (bench/bus.sh): the same client against both, so only the server differs.
 //!
 //! Usage:
-//!   `loadgen pubsub <host:port> <payload bytes> <subscribers> <warm-up s> <seconds>`
+//!   `loadgen pubsub <host:port> <payload bytes> <subscribers> <warm-up s> <seconds> [window]`
 //!   `loadgen reqrep <host:port> <payload bytes> <in flight> <warm-up s> <seconds>`
 //!
 //! `pubsub`: one publisher floods `bench` in 64 KiB writes; every subscriber
@@ -12,7 +12,11 @@
 //! (summed over subscribers), after the warm-up. When the publisher stops it
 //! flushes with PING/PONG, then each subscriber must reach exactly
 //! `published` messages: anything missing (a cut-off slow consumer, a drop)
-//! is reported as lost.
+//! is reported as lost. Unpaced (no `window`, or 0), the publisher relies on
+//! the server to hold it back when the subscriber falls behind, as
+//! nats-server does by stalling fast producers. With a `window`, each batch is
+//! followed by a PING and at most `window` batches may be unanswered, so the
+//! client paces itself and no server needs flow control.
 //!
 //! `reqrep`: a responder subscribed to `bench.req` echoes each payload to the
 //! reply subject; the requester keeps `<in flight>` requests outstanding
@@ -56,10 +60,11 @@ fn secs(arg: &str) -> Duration {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match &args[1..] {
-        [mode, addr, size, n, warmup, duration] if mode == "pubsub" => pubsub(
+        [mode, addr, size, n, warmup, duration, window @ ..] if mode == "pubsub" && window.len() < 2 => pubsub(
             addr,
             size.parse().unwrap(),
             n.parse().unwrap(),
+            window.first().map_or(0, |w| w.parse().unwrap()),
             secs(warmup),
             secs(duration),
         ),
@@ -71,7 +76,7 @@ fn main() {
             secs(duration),
         ),
         _ => panic!(
-            "usage: loadgen pubsub|reqrep <host:port> <payload bytes> <subscribers|in flight> <warm-up s> <seconds>"
+            "usage: loadgen pubsub|reqrep <host:port> <payload bytes> <subscribers|in flight> <warm-up s> <seconds> [window]"
         ),
     }
 }
@@ -81,7 +86,14 @@ struct Subscriber {
     closed: Arc<AtomicBool>,
 }
 
-fn pubsub(addr: &str, size: usize, subscribers: usize, warmup: Duration, duration: Duration) {
+fn pubsub(
+    addr: &str,
+    size: usize,
+    subscribers: usize,
+    window: usize,
+    warmup: Duration,
+    duration: Duration,
+) {
     assert!(subscribers > 0, "at least one subscriber");
     let payload = "x".repeat(size);
     let frame = format!("MSG bench 1 {size}\r\n{payload}\r\n").len() as u64;
@@ -120,19 +132,37 @@ fn pubsub(addr: &str, size: usize, subscribers: usize, warmup: Duration, duratio
     let (mut pub_reader, mut publisher) = connect(addr, "CONNECT {\"verbose\":false}\r\nPING\r\n");
     let one = format!("PUB bench {size}\r\n{payload}\r\n");
     let batch_len = (64 * 1024 / one.len()).max(1);
-    let batch = one.repeat(batch_len);
+    let mut batch = one.repeat(batch_len);
+    if window > 0 {
+        batch.push_str("PING\r\n");
+    }
     let published = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let sender = {
         let (published, stop) = (published.clone(), stop.clone());
         thread::spawn(move || {
+            // Paced: at most `window` batches not yet acknowledged by the
+            // PONG that follows each of them.
+            let mut unacknowledged = 0;
             while !stop.load(Ordering::Relaxed) {
+                if window > 0 && unacknowledged == window {
+                    if !pong(&mut pub_reader, &mut publisher) {
+                        break;
+                    }
+                    unacknowledged -= 1;
+                }
                 if publisher.write_all(batch.as_bytes()).is_err() {
                     break;
                 }
                 published.fetch_add(batch_len as u64, Ordering::Relaxed);
+                if window > 0 {
+                    unacknowledged += 1;
+                }
             }
-            publisher
+            // Everything published is in the server once it answers this
+            // PING (and those still owed).
+            publisher.write_all(b"PING\r\n").is_ok()
+                && (0..=unacknowledged).all(|_| pong(&mut pub_reader, &mut publisher))
         })
     };
 
@@ -141,11 +171,10 @@ fn pubsub(addr: &str, size: usize, subscribers: usize, warmup: Duration, duratio
     thread::sleep(duration);
     let (elapsed, received_in_window) = (start.elapsed(), received(&subs) - received_at_start);
     stop.store(true, Ordering::Relaxed);
-    let mut publisher = sender.join().unwrap();
+    let flushed = sender.join().unwrap();
     let published = published.load(Ordering::Relaxed);
 
     // Everything published is in the server once it answers this PING.
-    let flushed = publisher.write_all(b"PING\r\n").is_ok() && pong(&mut pub_reader, &mut publisher);
     let expected = published * subscribers as u64;
     let (mut last, mut since) = (received(&subs), Instant::now());
     while last < expected && since.elapsed() < DRAIN_PATIENCE {
@@ -164,7 +193,7 @@ fn pubsub(addr: &str, size: usize, subscribers: usize, warmup: Duration, duratio
         .filter(|s| s.closed.load(Ordering::Relaxed))
         .count();
     println!(
-        "RESULT mode=pubsub size={size} subscribers={subscribers} rate={:.0} published={published} expected={expected} received={total} lost={} cut_off={cut} flushed={flushed}",
+        "RESULT mode=pubsub size={size} subscribers={subscribers} window={window} rate={:.0} published={published} expected={expected} received={total} lost={} cut_off={cut} flushed={flushed}",
         received_in_window as f64 / elapsed.as_secs_f64(),
         expected.saturating_sub(total),
     );
