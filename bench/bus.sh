@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# NATS bus benchmark: the embedded bus (crates/flagbase-bus, its `serve`
+# example) against nats-server from Debian, same workload, same client
+# (the `loadgen` example), in one run. See docs/benchmarks.md.
+#
+# Each server runs alone, pinned to one CPU (SERVER_CPU), the load generator
+# to the other (CLIENT_CPU), on loopback. Rows, for each server:
+#   pub→sub 16 B        one publisher, one subscriber
+#   pub→sub 1 KiB       one publisher, one subscriber
+#   fan-out 16 B ×4     one publisher, four subscribers (deliveries/s, summed)
+#   … paced             the pub→sub rows with the publisher pacing itself:
+#                       a PING after every 64 KiB batch, at most 16 batches
+#                       unanswered (so no server needs to stall it)
+#   req/rep 16 B seq    one requester, one responder, one request at a time
+#   req/rep 16 B ×64    the same with 64 requests in flight
+# Every row is a warm-up then a measured window; rates are what arrived at
+# the subscribers (or round trips completed) in the window. After the
+# window the client checks that every message published arrived at every
+# subscriber and every request was answered; anything missing is reported.
+# RSS is the server's VmHWM (peak resident set) read from /proc at the end.
+#
+# Settings (environment): DURATION (5, seconds), WARMUP (2), SERVER_CPU (1),
+# CLIENT_CPU (0), NATS_SERVER (/usr/sbin/nats-server), SKIP_BUILD=1.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO"
+
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-2}
+SERVER_CPU=${SERVER_CPU:-1}
+CLIENT_CPU=${CLIENT_CPU:-0}
+NATS_SERVER=${NATS_SERVER:-/usr/sbin/nats-server}
+TARGET=${CARGO_TARGET_DIR:-$REPO/target}/release/examples
+
+die() { echo "bench/bus.sh: $*" >&2; exit 1; }
+
+for tool in taskset cargo; do
+    command -v "$tool" >/dev/null || die "$tool is required"
+done
+if [[ ! -x "$NATS_SERVER" ]]; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        echo "nats-server is missing: installing it (apt-get install -y nats-server)"
+        apt-get install -y -q nats-server >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q nats-server >/dev/null; } \
+            || die "cannot install nats-server; install the Debian package \`nats-server\`"
+    else
+        die "$NATS_SERVER is missing: install the Debian package \`nats-server\` (as root: apt-get install nats-server) or set NATS_SERVER"
+    fi
+fi
+
+if [[ -z "${SKIP_BUILD:-}" ]]; then
+    echo "building: cargo build --release -p flagbase-bus --examples"
+    cargo build --release -q -p flagbase-bus --examples
+fi
+for example in serve loadgen; do
+    [[ -x "$TARGET/$example" ]] || die "$TARGET/$example is missing (build without SKIP_BUILD)"
+done
+
+WORK=$(mktemp -d -t flagbase-bus-bench.XXXXXX)
+SERVER_PID=
+stop_server() {
+    if [[ -n "$SERVER_PID" ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+    fi
+}
+cleanup() { stop_server; rm -rf "$WORK"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT: until something accepts on 127.0.0.1:PORT.
+wait_port() {
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited at start-up: $(cat "$WORK/server.log")"
+        sleep 0.05
+    done
+    die "nothing listens on port $1: $(cat "$WORK/server.log")"
+}
+
+# field NAME LINE: the value of NAME=value in a RESULT line.
+field() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"; }
+
+ROWS=(
+    "pub→sub 16 B|pubsub 16 1"
+    "pub→sub 1 KiB|pubsub 1024 1"
+    "fan-out 16 B ×4|pubsub 16 4"
+    "pub→sub 16 B paced|pubsub 16 1 16"
+    "pub→sub 1 KiB paced|pubsub 1024 1 16"
+    "req/rep 16 B seq|reqrep 16 1"
+    "req/rep 16 B ×64|reqrep 16 64"
+)
+declare -A RATE LOSS RSS
+
+# run_server NAME COMMAND...: starts the server pinned, runs every row, keeps
+# its peak RSS.
+run_server() {
+    local name=$1 row label args line lost port
+    shift
+    port=$(free_port)
+    taskset -c "$SERVER_CPU" "$@" "$port" >"$WORK/server.log" 2>&1 &
+    SERVER_PID=$!
+    wait_port "$port"
+    for row in "${ROWS[@]}"; do
+        label=${row%%|*}
+        read -r -a args <<<"${row#*|}"
+        line=$(taskset -c "$CLIENT_CPU" timeout 120 "$TARGET/loadgen" "${args[0]}" \
+            "127.0.0.1:$port" "${args[1]}" "${args[2]}" "$WARMUP" "$DURATION" "${args[@]:3}" | grep '^RESULT') \
+            || die "$name, $label: the load generator failed"
+        echo "$name, $label: $line"
+        RATE[$name|$label]=$(field rate "$line")
+        lost=$(field lost "$line")
+        if [[ $(field cut_off "$line") != "" && $(field cut_off "$line") != 0 ]]; then
+            lost="$lost (cut off: $(field cut_off "$line"))"
+        fi
+        LOSS[$name|$label]=$lost
+    done
+    kill -0 "$SERVER_PID" 2>/dev/null || die "$name exited during the run: $(cat "$WORK/server.log")"
+    RSS[$name]=$(awk '/^VmHWM/ {print $2 " " $3}' "/proc/$SERVER_PID/status")
+    stop_server
+}
+
+# The bus's `serve` takes host:port; nats-server takes -a and -p.
+serve_bus() { exec "$TARGET/serve" "127.0.0.1:$1"; }
+serve_nats() { exec "$NATS_SERVER" -a 127.0.0.1 -p "$1"; }
+export TARGET NATS_SERVER
+export -f serve_bus serve_nats
+
+echo "server CPU $SERVER_CPU, client CPU $CLIENT_CPU, warm-up ${WARMUP}s, measured ${DURATION}s"
+echo "$("$NATS_SERVER" --version)"
+run_server bus bash -c 'serve_bus "$0"'
+run_server nats-server bash -c 'serve_nats "$0"'
+
+# fmt N: N with thin groups of three digits, as the other tables.
+fmt() { sed ':a;s/\B[0-9]\{3\}\>/ &/;ta' <<<"$1"; }
+echo
+echo "| Row | bus /s | lost | nats-server /s | lost | bus / nats |"
+echo "|---|---:|---:|---:|---:|---:|"
+for row in "${ROWS[@]}"; do
+    label=${row%%|*}
+    b=${RATE[bus|$label]} n=${RATE[nats-server|$label]}
+    ratio=$(awk -v b="$b" -v n="$n" 'BEGIN { if (n > 0) printf "%.2f", b / n; else print "-" }')
+    echo "| $label | $(fmt "$b") | ${LOSS[bus|$label]} | $(fmt "$n") | ${LOSS[nats-server|$label]} | $ratio |"
+done
+echo "| peak RSS (VmHWM) | ${RSS[bus]} | | ${RSS[nats-server]} | | |"
