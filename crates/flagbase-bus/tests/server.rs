@@ -445,6 +445,49 @@ async fn slow_consumer_is_cut_off_without_blocking_the_publisher() {
     );
 }
 
+/// Flow control: a publisher far faster than its subscriber is slowed to
+/// the subscriber's pace (its socket is not read while the subscriber's
+/// backlog is past half of `max_pending`), so a subscriber that keeps
+/// reading gets every message instead of being cut off.
+#[tokio::test]
+async fn a_fast_publisher_is_slowed_to_a_reading_subscriber_and_nothing_is_lost() {
+    let max_pending = 64 * 1024;
+    let server = start_with(|o| o.max_pending = max_pending, Arc::new(AllowAll)).await;
+    let (mut sub, _) = Raw::connect(&server, QUIET).await;
+    sub.send("SUB flow 1\r\n").await;
+    sub.sync().await;
+
+    // 16 × max_pending in all.
+    let payload = "y".repeat(1024);
+    let count = 1024;
+    let (mut publisher, _) = Raw::connect(&server, QUIET).await;
+    let publish = format!("PUB flow {}\r\n{payload}\r\n", payload.len());
+    let sending = tokio::spawn(async move {
+        for _ in 0..count {
+            publisher.send(&publish).await;
+        }
+        publisher.sync().await;
+    });
+
+    let mut received = 0;
+    while received < count {
+        let line = sub.line().await;
+        assert!(
+            line.starts_with("MSG flow 1 1024"),
+            "got {line:?} after {received}"
+        );
+        let mut body = vec![0u8; payload.len() + 2];
+        sub.reader.read_exact(&mut body).await.unwrap();
+        received += 1;
+        // A slow reader: it yields between messages.
+        if received % 64 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    sending.await.unwrap();
+    assert_eq!(received, count);
+}
+
 #[tokio::test]
 async fn unanswered_pings_close_a_stale_connection() {
     let server = start_with(

@@ -20,6 +20,10 @@ use crate::codec::{
 use crate::subject::{is_valid_publish_subject, is_valid_subject};
 
 const READ_BUFFER: usize = 64 * 1024;
+/// How long a publisher waits for one stalled subscriber before reading on
+/// (nats-server stalls a producer for at most a second too); past that the
+/// subscriber's backlog grows to `max_pending` and it is cut off.
+const MAX_STALL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a `CONNECT` settled.
 struct Session {
@@ -37,6 +41,9 @@ struct Connection {
     session: Option<Session>,
     subs: HashMap<String, Arc<Subscription>>,
     pings_out: u32,
+    /// Subscribers past their high-water mark that this connection's last
+    /// messages reached: it reads nothing more until they drain.
+    stalled: Vec<Arc<Outbox>>,
 }
 
 pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
@@ -61,6 +68,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         session: None,
         subs: HashMap::new(),
         pings_out: 0,
+        stalled: Vec::new(),
     };
     // Reading and writing run in this one task, so dropping the task (on
     // server shutdown) closes both halves of the socket.
@@ -76,23 +84,8 @@ impl Connection {
         let mut pings = interval_at(Instant::now() + period, period);
         let mut closed = self.outbox.closed();
         loop {
-            tokio::select! {
-                read = reader.read(&mut buffer) => {
-                    let n = match read {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    let decoded = decoder.decode(&buffer[..n], &mut ops);
-                    if ops.drain(..).any(|op| self.apply(op).is_break()) {
-                        break;
-                    }
-                    if let Err(err) = decoded {
-                        if let Some(text) = err.err_text() {
-                            self.outbox.push(|out| encode_err(text, out));
-                        }
-                        break;
-                    }
-                }
+            let read = tokio::select! {
+                read = reader.read(&mut buffer) => read,
                 _ = pings.tick() => {
                     if self.pings_out >= self.shared.options.max_pings_out {
                         self.outbox.push(|out| encode_err("Stale Connection", out));
@@ -100,8 +93,35 @@ impl Connection {
                     }
                     self.pings_out += 1;
                     self.outbox.push(encode_ping);
+                    continue;
                 }
                 _ = closed.wait_for(|closed| *closed) => break,
+            };
+            let n = match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let decoded = decoder.decode(&buffer[..n], &mut ops);
+            let mut stop = false;
+            for op in ops.drain(..) {
+                if self.apply(op).is_break() {
+                    stop = true;
+                    break;
+                }
+                // Flow control, op by op: a read can hold many messages, and
+                // not reading on is what slows the publisher.
+                for outbox in std::mem::take(&mut self.stalled) {
+                    let _ = tokio::time::timeout(MAX_STALL, outbox.below_high_water()).await;
+                }
+            }
+            if stop {
+                break;
+            }
+            if let Err(err) = decoded {
+                if let Some(text) = err.err_text() {
+                    self.outbox.push(|out| encode_err(text, out));
+                }
+                break;
             }
         }
         self.unsubscribe_all();
@@ -197,7 +217,7 @@ impl Connection {
     }
 
     fn publish(
-        &self,
+        &mut self,
         subject: &str,
         reply: Option<&str>,
         headers: Option<&[u8]>,
@@ -228,8 +248,11 @@ impl Connection {
             headers,
             payload,
         };
-        let delivered = self.shared.route(&msg, self.outbox.id(), session.echo);
-        if delivered == 0 && session.headers && session.no_responders {
+        let (echo, no_responders) = (session.echo, session.headers && session.no_responders);
+        let delivered = self
+            .shared
+            .route(&msg, self.outbox.id(), echo, &mut self.stalled);
+        if delivered == 0 && no_responders {
             if let Some(reply) = reply {
                 self.no_responders(subject, reply);
             }

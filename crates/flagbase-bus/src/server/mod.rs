@@ -248,7 +248,15 @@ impl Shared {
     /// Delivers `msg` to every matching subscription (one member per queue
     /// group) and returns how many got it. `from` is the publisher, skipped
     /// when it asked for `echo: false`.
-    pub(crate) fn route(&self, msg: &Message<'_>, from: u64, echo: bool) -> usize {
+    /// Destinations past their high-water mark are added to `stalled` (once
+    /// each), for the publisher to wait on.
+    pub(crate) fn route(
+        &self,
+        msg: &Message<'_>,
+        from: u64,
+        echo: bool,
+        stalled: &mut Vec<Arc<Outbox>>,
+    ) -> usize {
         let matches = self.subs.read().expect("sublist lock").matches(msg.subject);
         if matches.is_empty() {
             return 0;
@@ -267,6 +275,12 @@ impl Shared {
             }
             if sub.outbox.send_msg(&sub.sid, msg) {
                 delivered += 1;
+                if sub.outbox.id() != from
+                    && sub.outbox.over_high_water()
+                    && !stalled.iter().any(|o| o.id() == sub.outbox.id())
+                {
+                    stalled.push(sub.outbox.clone());
+                }
             }
             if max > 0 && count == max {
                 finished.push(sub.clone());

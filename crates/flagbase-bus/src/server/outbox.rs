@@ -2,6 +2,12 @@
 //! waiting for the socket, one writer drains it, and a client whose backlog
 //! passes `max_pending` is cut off as a slow consumer instead of blocking
 //! publishers or growing memory.
+//!
+//! Before that point there is flow control, as in nats-server: once the
+//! backlog passes half of `max_pending` (the high-water mark), a publisher
+//! that delivered to it stops reading its own socket until the backlog
+//! drains below the mark or a short stall limit passes, so a fast publisher
+//! is slowed to its subscriber's pace instead of getting it cut off.
 
 use std::sync::Mutex;
 
@@ -16,6 +22,8 @@ pub(crate) struct Outbox {
     max_pending: usize,
     state: Mutex<State>,
     wake: Notify,
+    /// Signalled each time the writer has written a batch.
+    drained: Notify,
     closed: watch::Sender<bool>,
 }
 
@@ -34,6 +42,7 @@ impl Outbox {
                 closed: false,
             }),
             wake: Notify::new(),
+            drained: Notify::new(),
             closed: watch::Sender::new(false),
         }
     }
@@ -62,6 +71,28 @@ impl Outbox {
         drop(state);
         self.wake.notify_one();
         true
+    }
+
+    /// Whether the backlog is past the high-water mark (half of
+    /// `max_pending`) on an open connection.
+    pub(crate) fn over_high_water(&self) -> bool {
+        let state = self.state.lock().expect("outbox lock");
+        !state.closed && state.pending.len() > self.max_pending / 2
+    }
+
+    /// Resolves once the backlog is back under the high-water mark or the
+    /// connection closed; callers bound the wait.
+    pub(crate) async fn below_high_water(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            // Registered before the check, so no write is missed.
+            drained.as_mut().enable();
+            if !self.over_high_water() {
+                return;
+            }
+            drained.await;
+        }
     }
 
     pub(crate) fn send_msg(&self, sid: &str, msg: &Message<'_>) -> bool {
@@ -96,9 +127,11 @@ impl Outbox {
             if !writing.is_empty() {
                 if socket.write_all(&writing).await.is_err() {
                     self.close();
+                    self.drained.notify_waiters();
                     return;
                 }
                 writing.clear();
+                self.drained.notify_waiters();
             } else if closed {
                 let _ = socket.shutdown().await;
                 return;
