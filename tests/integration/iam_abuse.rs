@@ -249,18 +249,19 @@ async fn create_token(fb: &Flagbase, by: &str, body: Value) -> crate::harness::R
     fb.post("/api/v1/tokens", body, Some(by)).await
 }
 
+/// An admin-role API token that expires in an hour, created by `by`.
+async fn short_lived_admin_token(fb: &Flagbase, by: &str) -> String {
+    let body = json!({"name": "short", "role": "admin", "expires_in": "1h"});
+    let r = create_token(fb, by, body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["token"].as_str().unwrap().to_string()
+}
+
 #[tokio::test]
 async fn regression_an_expiring_token_cannot_mint_a_longer_lived_one() {
     let fb = Flagbase::start().await;
     let root = fb.setup_admin("root@example.com").await;
-    let r = create_token(
-        &fb,
-        &root,
-        json!({"name": "short", "role": "admin", "expires_in": "1h"}),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let short = r.body["token"].as_str().unwrap().to_string();
+    let short = short_lived_admin_token(&fb, &root).await;
 
     for body in [
         json!({"name": "forever", "role": "user"}),
@@ -335,13 +336,7 @@ async fn regression_a_narrow_token_cannot_revoke_its_owners_broader_tokens() {
 async fn regression_an_expiring_token_cannot_grant_lasting_roles() {
     let fb = Flagbase::start().await;
     let root = fb.setup_admin("root@example.com").await;
-    let r = create_token(
-        &fb,
-        &root,
-        json!({"name": "short", "role": "admin", "expires_in": "1h"}),
-    )
-    .await;
-    let short = r.body["token"].as_str().unwrap().to_string();
+    let short = short_lived_admin_token(&fb, &root).await;
     let r = fb
         .post(
             "/auth/register",
