@@ -17,6 +17,9 @@ use tokio::sync::{watch, Notify};
 use super::Message;
 use crate::codec::{encode_hmsg, encode_msg};
 
+/// Buffer capacity a connection keeps between bursts.
+const KEEP_CAPACITY: usize = 256 * 1024;
+
 pub(crate) struct Outbox {
     id: u64,
     max_pending: usize,
@@ -131,6 +134,11 @@ impl Outbox {
                     return;
                 }
                 writing.clear();
+                // A burst's buffer is not kept: an idle connection holds
+                // little, however large its last backlog was.
+                if writing.capacity() > KEEP_CAPACITY {
+                    writing = Vec::new();
+                }
                 self.drained.notify_waiters();
             } else if closed {
                 let _ = socket.shutdown().await;
