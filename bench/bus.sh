@@ -33,7 +33,9 @@ CLIENT_CPU=${CLIENT_CPU:-0}
 NATS_SERVER=${NATS_SERVER:-/usr/sbin/nats-server}
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}/release/examples
 
-die() { echo "bench/bus.sh: $*" >&2; exit 1; }
+NAME=bus.sh
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 
 for tool in taskset cargo; do
     command -v "$tool" >/dev/null || die "$tool is required"
@@ -57,18 +59,6 @@ for example in serve loadgen; do
     [[ -x "$TARGET/$example" ]] || die "$TARGET/$example is missing (build without SKIP_BUILD)"
 done
 
-WORK=$(mktemp -d -t flagbase-bus-bench.XXXXXX)
-SERVER_PID=
-stop_server() {
-    if [[ -n "$SERVER_PID" ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=
-    fi
-}
-cleanup() { stop_server; rm -rf "$WORK"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

@@ -32,7 +32,9 @@ PEER_BIN=${PEER_BIN:-$PEER_ROOT/bin/unleash-edge}
 LUA=$REPO/bench/wrk-report.lua
 CONTEXT_KEY=user-42
 
-die() { echo "bench/http.sh: $*" >&2; exit 1; }
+NAME=http.sh
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 
 for tool in curl python3 taskset cargo; do
     command -v "$tool" >/dev/null || die "$tool is required"
@@ -44,18 +46,6 @@ if ! command -v wrk >/dev/null; then
         || die "cannot install wrk; install the Debian package \`wrk\`"
 fi
 
-WORK=$(mktemp -d -t flagbase-bench.XXXXXX)
-SERVER_PID=
-stop_server() {
-    if [[ -n "$SERVER_PID" ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=
-    fi
-}
-cleanup() { stop_server; rm -rf "$WORK"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 RESULTS=$WORK/results
 : >"$RESULTS"

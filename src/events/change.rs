@@ -107,34 +107,32 @@ impl ChangeEvent {
 
     /// A user change: `{id, actor, at, user}` (the user without its hash).
     pub fn user(subject: Subject, actor: &str, change: &Committed<User>) -> ChangeEvent {
-        ChangeEvent {
-            seq: change.seq,
-            subject,
-            at: change.at,
-            actor: actor.to_string(),
-            payload: json!({
-                "id": change.value.id,
-                "actor": actor,
-                "at": change.at,
-                "user": change.value,
-            }),
-        }
+        Self::entity(subject, actor, change, &change.value.id, "user")
     }
 
     /// A token change: `{id, actor, at, token}` (the token without its
     /// secret's hash; the plaintext never reaches the store at all).
     pub fn token(subject: Subject, actor: &str, change: &Committed<ApiToken>) -> ChangeEvent {
+        Self::entity(subject, actor, change, &change.value.id, "token")
+    }
+
+    /// `{id, actor, at, <name>: value}`; the value's own serialisation
+    /// leaves out what must never leave the process (hashes).
+    fn entity<T: Serialize>(
+        subject: Subject,
+        actor: &str,
+        change: &Committed<T>,
+        id: &str,
+        name: &str,
+    ) -> ChangeEvent {
+        let mut payload = json!({ "id": id, "actor": actor, "at": change.at });
+        payload[name] = json!(change.value);
         ChangeEvent {
             seq: change.seq,
             subject,
             at: change.at,
             actor: actor.to_string(),
-            payload: json!({
-                "id": change.value.id,
-                "actor": actor,
-                "at": change.at,
-                "token": change.value,
-            }),
+            payload,
         }
     }
 }
