@@ -4,6 +4,9 @@
 #     root on Debian or Ubuntu (checked, and named if missing, otherwise)
 #   * the Node packages in tests/interop/node   (npm ci, from the lock file)
 #   * the Python packages in tests/interop/python/requirements.txt  (pip)
+#   * `nats-server` (Debian package, /usr/sbin/nats-server): the bus tests
+#     run it as the external server and as the reference for side-by-side
+#     protocol checks
 # The OpenFeature interop tests (tests/interop/, run by
 # tests/integration/ofrep_interop.rs) use the last two.
 #
@@ -49,6 +52,10 @@ check_tools() {
         apt_packages+=(npm)
         tool_problems+=("npm: install it (Debian: apt-get install npm)")
         node_ok=false
+    fi
+    if [[ ! -x /usr/sbin/nats-server ]]; then
+        apt_packages+=(nats-server)
+        tool_problems+=("nats-server at /usr/sbin/nats-server: install it (Debian: apt-get install nats-server)")
     fi
     if command -v python3 >/dev/null 2>&1; then
         if python3 -m pip --version >/dev/null 2>&1; then

@@ -94,6 +94,34 @@ pub struct EventsConfig {
     pub allow_anonymous: AllowAnonymous,
     /// Largest message payload a client may publish, in bytes.
     pub max_payload: u64,
+    /// An external NATS server, `nats://host:port` (userinfo may carry a
+    /// token or user:password); when set no embedded bus starts.
+    pub url: Option<String>,
+    /// The token Flagbase presents to the external server.
+    pub token: Option<String>,
+    /// The user and password Flagbase presents to the external server.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// Changes kept while the bus is unreachable; beyond it the oldest are
+    /// dropped (counted and logged).
+    pub queue_capacity: u64,
+}
+
+impl EventsConfig {
+    /// The external NATS server to publish to, if one is configured
+    /// (empty values count as unset, as an empty environment variable does).
+    pub fn external(&self) -> Option<Result<crate::events::target::BusTarget, String>> {
+        fn set(v: &Option<String>) -> Option<&str> {
+            v.as_deref().filter(|s| !s.trim().is_empty())
+        }
+        let url = set(&self.url)?;
+        Some(crate::events::target::BusTarget::external(
+            url.trim(),
+            set(&self.token),
+            set(&self.user),
+            set(&self.password),
+        ))
+    }
 }
 
 /// `events.allow_anonymous`: `auto` (the default) allows anonymous bus
@@ -199,6 +227,11 @@ impl Default for Config {
                 nats_port: 4222,
                 allow_anonymous: AllowAnonymous::Auto,
                 max_payload: 1024 * 1024,
+                url: None,
+                token: None,
+                user: None,
+                password: None,
+                queue_capacity: 10_000,
             },
             log: LogConfig {
                 level: "info".into(),
@@ -434,6 +467,27 @@ impl Config {
             return Err((
                 "events.max_payload",
                 "must be between 1 and 67108864 (64 MiB)".into(),
+            ));
+        }
+        match self.events.external() {
+            Some(Err(reason)) => return Err(("events.url", reason)),
+            Some(Ok(_)) => {}
+            None => {
+                for (key, value) in [
+                    ("events.token", &self.events.token),
+                    ("events.user", &self.events.user),
+                    ("events.password", &self.events.password),
+                ] {
+                    if value.as_deref().is_some_and(|v| !v.trim().is_empty()) {
+                        return Err((key, "only applies with events.url".into()));
+                    }
+                }
+            }
+        }
+        if !(1..=1_000_000).contains(&self.events.queue_capacity) {
+            return Err((
+                "events.queue_capacity",
+                "must be between 1 and 1000000".into(),
             ));
         }
         if !["debug", "info", "warn", "error"].contains(&self.log.level.as_str()) {
@@ -840,6 +894,41 @@ mod tests {
         assert!(e.message.contains("events.allow_anonymous"), "{e}");
         let e = load_yaml("events:\n  max_payload: 0\n").unwrap_err();
         assert!(e.message.contains("events.max_payload"), "{e}");
+    }
+
+    #[test]
+    fn events_url_takes_credentials_from_the_url_or_keys_never_both() {
+        let c = load_yaml("events:\n  url: nats://s3cret@nats.internal:4333\n").unwrap();
+        let target = c.events.external().unwrap().unwrap();
+        assert_eq!(target.address, "nats://nats.internal:4333");
+        assert!(!target.display().contains("s3cret"));
+        let c = load_yaml(
+            "events:\n  url: nats://nats.internal\n  user: fb\n  password: pw\n  queue_capacity: 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.events.queue_capacity, 5);
+        assert!(c.events.external().unwrap().is_ok());
+        for (yaml, key) in [
+            ("events:\n  url: http://x:1\n", "events.url"),
+            ("events:\n  url: nats://t@x:1\n  token: t2\n", "events.url"),
+            ("events:\n  url: nats://x:1\n  user: fb\n", "events.url"),
+            ("events:\n  token: abc\n", "events.token"),
+            ("events:\n  queue_capacity: 0\n", "events.queue_capacity"),
+        ] {
+            let e = load_yaml(yaml).unwrap_err();
+            assert!(e.message.starts_with(key), "{yaml}: {e}");
+            assert!(
+                !e.message.contains("t2") && !e.message.contains("abc"),
+                "{e}"
+            );
+        }
+        // An empty variable is no URL: the embedded bus starts.
+        let c = Config::load(&Sources {
+            env: vec![("FLAGBASE_EVENTS_URL".into(), "".into())],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(c.events.external().is_none());
         assert!(AllowAnonymous::Auto.allows("127.0.0.1".parse().unwrap()));
         assert!(!AllowAnonymous::Auto.allows("0.0.0.0".parse().unwrap()));
     }

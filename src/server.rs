@@ -12,6 +12,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::events::publisher::PublisherOptions;
+use crate::events::target::BusTarget;
 use crate::events::{self, ChangeFeed};
 use crate::flags::Flags;
 use crate::http::{self, AppState, HttpOptions, ServeOptions};
@@ -92,41 +94,56 @@ pub async fn start(config: Config) -> Result<(), StartError> {
     tracing::info!(addr = %local, "http listening");
 
     // Subscribed before anything can change, so every change reaches the bus.
-    let (to_publish, to_watch) = (feed.subscribe(), feed.subscribe());
-    let internal_token = random_token();
-    let bus = bind_bus(&config, iam.clone(), internal_token.clone()).await?;
-    let bus_addr = bus.local_addr().map_err(StartError::Serve)?;
-    tracing::info!(addr = %format!("nats://{bus_addr}"), "bus listening");
-    print_banner(&config, local, bus_addr, &iam);
+    let to_publish = feed.subscribe();
+    // An external NATS server, or the embedded bus started here.
+    let (target, embedded) = match config.events.external() {
+        Some(target) => {
+            let target = target.expect("events.url was validated with the configuration");
+            tracing::info!(
+                bus = target.display(),
+                "publishing to an external NATS server"
+            );
+            (target, None)
+        }
+        None => {
+            let internal_token = random_token();
+            let bus = bind_bus(&config, iam.clone(), internal_token.clone()).await?;
+            let bus_addr = bus.local_addr().map_err(StartError::Serve)?;
+            tracing::info!(addr = %format!("nats://{bus_addr}"), "bus listening");
+            let target = BusTarget::embedded(&reachable(bus_addr), internal_token);
+            (target, Some((bus, bus_addr)))
+        }
+    };
+    let bus_shown = match &embedded {
+        Some((_, addr)) => format!("nats://{addr}"),
+        None => format!("external {}", target.display()),
+    };
+    print_banner(&config, local, &bus_shown, &iam);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(wait_for_signal(shutdown_tx));
 
-    tokio::spawn(events::bus::cut_revoked(bus.handle(), to_watch));
     // The bus outlives HTTP: it stops once the last changes are published.
     let (bus_stop, bus_stopped) = tokio::sync::oneshot::channel::<()>();
-    let bus_task = tokio::spawn(bus.run(async move {
-        let _ = bus_stopped.await;
-    }));
-    let mut publisher_stop = shutdown_rx.clone();
-    let publisher = tokio::spawn(async move {
-        let url = format!("nats://{}", reachable(bus_addr));
-        match async_nats::ConnectOptions::with_token(internal_token)
-            .name("flagbase")
-            .connect(&url)
-            .await
-        {
-            Ok(client) => {
-                events::bus::publish_changes(client, to_publish, async move {
-                    let _ = publisher_stop.wait_for(|stop| *stop).await;
-                })
-                .await
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot connect to the event bus; changes will not be published on it")
-            }
-        }
+    let bus_task = embedded.map(|(bus, _)| {
+        tokio::spawn(events::bus::cut_revoked(bus.handle(), feed.subscribe()));
+        tokio::spawn(bus.run(async move {
+            let _ = bus_stopped.await;
+        }))
     });
+    let mut publisher_stop = shutdown_rx.clone();
+    let publisher_options = PublisherOptions {
+        queue_capacity: usize::try_from(config.events.queue_capacity).unwrap_or(usize::MAX),
+        confirm_timeout: BUS_CONFIRM_TIMEOUT,
+    };
+    let publisher = tokio::spawn(events::publisher::run(
+        target,
+        to_publish,
+        publisher_options,
+        async move {
+            let _ = publisher_stop.wait_for(|stop| *stop).await;
+        },
+    ));
 
     let state = AppState {
         iam,
@@ -158,11 +175,17 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         );
     }
     let _ = bus_stop.send(());
-    let _ = bus_task.await;
+    if let Some(bus_task) = bus_task {
+        let _ = bus_task.await;
+    }
     store.close().await;
     tracing::info!("shutdown complete");
     Ok(())
 }
+
+/// How long the bus may take to confirm a batch of changes before it is
+/// sent again.
+const BUS_CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Binds the embedded bus on `events.host:events.nats_port`.
 async fn bind_bus(
@@ -286,12 +309,12 @@ fn absolute(path: &Path) -> String {
 }
 
 /// The short start-up summary on stdout (logs go to stderr).
-fn print_banner(config: &Config, http: SocketAddr, bus: SocketAddr, iam: &Iam) {
+fn print_banner(config: &Config, http: SocketAddr, bus: &str, iam: &Iam) {
     let reachable = reachable(http);
     let mut out = String::new();
     out.push_str(&format!("{}\n", version::long()));
     out.push_str(&format!("  http:     http://{http}\n"));
-    out.push_str(&format!("  bus:      nats://{bus}\n"));
+    out.push_str(&format!("  bus:      {bus}\n"));
     out.push_str(&format!(
         "  database: {}\n",
         absolute(&config.database.path)

@@ -1,8 +1,7 @@
 //! The embedded NATS-protocol bus wired to Flagbase: who may connect and do
-//! what (`BusAuth`, over `Iam`), the task that publishes every change of the
-//! feed on its subject through an `async_nats` client (`publish_changes`),
-//! and the task that cuts a principal's connections when its credentials
-//! are revoked (`cut_revoked`).
+//! what (`BusAuth`, over `Iam`), and the task that cuts a principal's
+//! connections when its credentials are revoked (`cut_revoked`). Changes
+//! reach it, as they would an external server, through `publisher`.
 //!
 //! Rights. A client's NATS token (`auth_token` in `CONNECT`, or the password
 //! of user/password) is a Flagbase credential: an `fbk_` API token or a
@@ -16,13 +15,12 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use flagbase_bus::codec::Connect;
 use flagbase_bus::{Authorise, Handle, Permissions};
 
-use super::{ChangeEvent, Received, Subject, Subscription};
+use super::{Received, Subject, Subscription};
 use crate::iam::Iam;
 use crate::model::Role;
 
@@ -132,72 +130,6 @@ fn overlaps(a: &str, b: &str) -> bool {
             (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
             (Some(x), Some(y)) if x == y || x == "*" || y == "*" => {}
             _ => return false,
-        }
-    }
-}
-
-/// The bus message of one change: the payload's fields with `seq`, `at`
-/// and `actor` beside them.
-pub fn message(event: &ChangeEvent) -> Value {
-    let mut body = match &event.payload {
-        Value::Object(map) => map.clone(),
-        other => {
-            let mut map = serde_json::Map::new();
-            map.insert("payload".into(), other.clone());
-            map
-        }
-    };
-    body.insert("seq".into(), event.seq.into());
-    body.insert(
-        "at".into(),
-        serde_json::to_value(event.at).unwrap_or(Value::Null),
-    );
-    body.insert("actor".into(), event.actor.clone().into());
-    Value::Object(body)
-}
-
-/// Publishes every change from `changes` on its subject through `client`,
-/// in feed order, until `stop` completes (or the feed closes); then
-/// publishes what is already queued and flushes, so a clean shutdown loses
-/// nothing committed. A lag is logged with its size (subscribers also see
-/// the jump in `seq`).
-pub async fn publish_changes(
-    client: async_nats::Client,
-    mut changes: Subscription,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    let mut stop = std::pin::pin!(stop);
-    loop {
-        let received = tokio::select! {
-            received = changes.recv() => received,
-            () = &mut stop => break,
-        };
-        match received {
-            Some(received) => publish(&client, received).await,
-            None => break,
-        }
-    }
-    while let Some(received) = changes.try_recv() {
-        publish(&client, received).await;
-    }
-    if let Err(e) = client.flush().await {
-        tracing::warn!(error = %e, "cannot flush the last changes to the bus");
-    }
-}
-
-async fn publish(client: &async_nats::Client, received: Received) {
-    match received {
-        Received::Event(event) => {
-            let body = serde_json::to_vec(&message(&event)).expect("JSON values serialise");
-            if let Err(e) = client.publish(event.subject.as_str(), body.into()).await {
-                tracing::warn!(seq = event.seq, subject = event.subject.as_str(), error = %e, "cannot publish a change on the bus; bus subscribers will see a gap in seq");
-            }
-        }
-        Received::Missed(n) => {
-            tracing::warn!(
-                missed = n,
-                "the bus publisher fell behind the change feed; {n} changes were not published"
-            );
         }
     }
 }

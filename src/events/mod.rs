@@ -22,6 +22,9 @@
 
 pub mod bus;
 mod change;
+mod outbox;
+pub mod publisher;
+pub mod target;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

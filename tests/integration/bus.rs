@@ -30,6 +30,14 @@ pub fn bus_addr(fb: &Flagbase) -> String {
         .to_string()
 }
 
+/// What the banner's bus line says after `bus:`.
+pub fn bus_addr_of_banner(fb: &Flagbase) -> String {
+    let line = fb
+        .stdout
+        .wait_for("the banner's bus line", |l| l.contains("bus:"));
+    line.split_once("bus:").unwrap().1.trim().to_string()
+}
+
 async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(PATIENCE, fut)
         .await

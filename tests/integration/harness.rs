@@ -91,6 +91,19 @@ fn pump(stream: impl std::io::Read + Send + 'static, sink: Arc<Lines>) {
     });
 }
 
+/// Follows the output of another program a test started (a `nats-server`),
+/// line by line, like Flagbase's own.
+pub fn follow(child: &mut Child) -> (Arc<Lines>, Arc<Lines>) {
+    let (stdout, stderr) = (Arc::new(Lines::default()), Arc::new(Lines::default()));
+    if let Some(out) = child.stdout.take() {
+        pump(out, stdout.clone());
+    }
+    if let Some(err) = child.stderr.take() {
+        pump(err, stderr.clone());
+    }
+    (stdout, stderr)
+}
+
 /// How to start an instance.
 #[derive(Default, Clone)]
 pub struct Options {

@@ -2,6 +2,7 @@
 //! free ports. One test binary keeps link time down.
 
 mod bus;
+mod bus_external;
 mod change_feed;
 mod cli;
 mod consistency;
@@ -12,5 +13,6 @@ mod harness;
 mod iam;
 mod iam_abuse;
 mod lifecycle;
+mod nats_server;
 mod ofrep_interop;
 mod store_contract;
