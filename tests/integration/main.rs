@@ -3,6 +3,7 @@
 
 mod bus;
 mod bus_external;
+mod bus_interop;
 mod change_feed;
 mod cli;
 mod consistency;
