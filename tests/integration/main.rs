@@ -2,6 +2,7 @@
 //! free ports. One test binary keeps link time down.
 
 mod bus;
+mod bus_async_nats;
 mod bus_external;
 mod bus_interop;
 mod change_feed;
