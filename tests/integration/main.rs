@@ -5,6 +5,7 @@ mod bus;
 mod bus_async_nats;
 mod bus_external;
 mod bus_interop;
+mod bus_side_by_side;
 mod change_feed;
 mod cli;
 mod consistency;
