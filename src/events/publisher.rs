@@ -285,7 +285,11 @@ impl Publisher {
                 true
             }
             Ok(Err(reason)) => self.failed(reason),
-            Err(_) => self.failed("the bus did not confirm the changes in time".into()),
+            // Also what a server that refuses Flagbase's `_INBOX.>` traffic
+            // looks like: the marker never comes back.
+            Err(_) => self.failed(
+                "the bus did not confirm the changes in time (Flagbase's NATS user must be allowed to publish and subscribe on _INBOX.>)".into(),
+            ),
         }
     }
 
