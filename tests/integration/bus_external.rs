@@ -190,6 +190,11 @@ async fn bus_external_nats_server_gets_every_change_in_order_across_its_restart(
     assert!(consecutive(&replayed_seqs), "{replayed_seqs:?}");
     assert_eq!(replayed[4].1["key"], "ext");
 
+    // No embedded bus was started beside the external one.
+    assert!(
+        !fb.stderr.all().iter().any(|l| l.contains("bus listening")),
+        "an embedded bus started in external mode"
+    );
     // The credential never shows, in the banner or any log line.
     for line in fb.stdout.all().iter().chain(fb.stderr.all().iter()) {
         assert!(!line.contains(FLAGBASE_PASSWORD), "secret leaked: {line}");
