@@ -4,6 +4,7 @@
 
 mod connection;
 mod outbox;
+mod routes;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::codec::{Connect, Limits};
-use crate::sublist::Sublist;
+use crate::sublist::{Matches, Sublist};
 use outbox::Outbox;
 
 /// How the server listens and the limits it applies to every client.
@@ -137,6 +138,9 @@ pub(crate) struct Shared {
     authorise: Arc<dyn Authorise>,
     server_id: String,
     subs: RwLock<Sublist<Arc<Subscription>>>,
+    /// Bumped by every change to `subs`, so that connections know when what
+    /// they cached from it is stale.
+    generation: AtomicU64,
     admitted: Mutex<HashMap<u64, Admitted>>,
     next_client_id: AtomicU64,
     /// Round-robin over queue-group members.
@@ -163,6 +167,7 @@ impl Server {
                 authorise,
                 server_id,
                 subs: RwLock::new(Sublist::new()),
+                generation: AtomicU64::new(0),
                 admitted: Mutex::new(HashMap::new()),
                 next_client_id: AtomicU64::new(1),
                 next_member: AtomicUsize::new(0),
@@ -245,19 +250,34 @@ impl Shared {
         self.admitted.lock().expect("admitted lock").remove(&id);
     }
 
-    /// Delivers `msg` to every matching subscription (one member per queue
-    /// group) and returns how many got it. `from` is the publisher, skipped
-    /// when it asked for `echo: false`.
-    /// Destinations past their high-water mark are added to `stalled` (once
-    /// each), for the publisher to wait on.
+    /// Changes the subscription index, and tells every connection's route
+    /// cache (through the generation) that it did.
+    pub(crate) fn edit_subs<R>(
+        &self,
+        edit: impl FnOnce(&mut Sublist<Arc<Subscription>>) -> R,
+    ) -> R {
+        let mut subs = self.subs.write().expect("sublist lock");
+        let result = edit(&mut subs);
+        // Bumped under the lock, after the change: a reader that still sees
+        // the old generation read the index before the change or is about to
+        // drop what it read.
+        self.generation.fetch_add(1, Ordering::Release);
+        result
+    }
+
+    /// Delivers `msg` to `matches` (one member per queue group) and returns
+    /// how many got it. `from` is the publisher, skipped when it asked for
+    /// `echo: false`. Destinations whose writers need waking, and those past
+    /// their high-water mark (for the publisher to wait on), are added to
+    /// `to`.
     pub(crate) fn route(
         &self,
+        matches: &Matches<Arc<Subscription>>,
         msg: &Message<'_>,
         from: u64,
         echo: bool,
-        stalled: &mut Vec<Arc<Outbox>>,
+        to: &mut Destinations<'_>,
     ) -> usize {
-        let matches = self.subs.read().expect("sublist lock").matches(msg.subject);
         if matches.is_empty() {
             return 0;
         }
@@ -273,13 +293,16 @@ impl Shared {
             if max > 0 && count > max {
                 continue;
             }
-            if sub.outbox.send_msg(&sub.sid, msg) {
+            if let Some(pushed) = sub.outbox.push_msg(&sub.sid, msg) {
                 delivered += 1;
-                if sub.outbox.id() != from
-                    && sub.outbox.over_high_water()
-                    && !stalled.iter().any(|o| o.id() == sub.outbox.id())
+                if pushed.first {
+                    to.wake.push(sub.outbox.clone());
+                }
+                if pushed.over_high_water
+                    && sub.outbox.id() != from
+                    && !to.stalled.iter().any(|o| o.id() == sub.outbox.id())
                 {
-                    stalled.push(sub.outbox.clone());
+                    to.stalled.push(sub.outbox.clone());
                 }
             }
             if max > 0 && count == max {
@@ -287,11 +310,20 @@ impl Shared {
             }
         }
         if !finished.is_empty() {
-            let mut subs = self.subs.write().expect("sublist lock");
-            for sub in finished {
-                subs.remove(&sub.subject, sub.queue.as_deref(), &sub);
-            }
+            self.edit_subs(|subs| {
+                for sub in finished {
+                    subs.remove(&sub.subject, sub.queue.as_deref(), &sub);
+                }
+            });
         }
         delivered
     }
+}
+
+/// Where a publisher notes the connections it delivered to.
+pub(crate) struct Destinations<'a> {
+    /// Writers to wake once the publisher's read is routed.
+    pub wake: &'a mut Vec<Arc<Outbox>>,
+    /// Destinations past their high-water mark.
+    pub stalled: &'a mut Vec<Arc<Outbox>>,
 }

@@ -30,6 +30,15 @@ pub(crate) struct Outbox {
     closed: watch::Sender<bool>,
 }
 
+/// What appending to an open outbox found.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pushed {
+    /// Nothing was pending before: the writer may be idle and needs a wake.
+    pub first: bool,
+    /// The backlog is now past the high-water mark (half of `max_pending`).
+    pub over_high_water: bool,
+}
+
 struct State {
     pending: Vec<u8>,
     closed: bool,
@@ -54,26 +63,50 @@ impl Outbox {
         self.id
     }
 
-    /// Appends what `encode` writes; false if the connection is closed or
-    /// has just been cut off as a slow consumer.
+    /// Appends what `encode` writes and wakes the writer; false if the
+    /// connection is closed or has just been cut off as a slow consumer.
     pub(crate) fn push(&self, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
+        match self.append(encode) {
+            Some(pushed) => {
+                if pushed.first {
+                    self.wake();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Appends what `encode` writes without waking the writer: when
+    /// [`Pushed::first`] says so, the caller must call [`Outbox::wake`]
+    /// (after a whole read's messages, say). `None` if the connection is
+    /// closed or has just been cut off as a slow consumer.
+    fn append(&self, encode: impl FnOnce(&mut Vec<u8>)) -> Option<Pushed> {
         let mut state = self.state.lock().expect("outbox lock");
         if state.closed {
-            return false;
+            return None;
         }
+        let first = state.pending.is_empty();
         encode(&mut state.pending);
-        if state.pending.len() > self.max_pending {
+        let pending = state.pending.len();
+        if pending > self.max_pending {
             // The backlog is dropped, not flushed: it is what overflowed.
             state.pending = Vec::new();
             state.closed = true;
             drop(state);
             self.closed.send_replace(true);
-            self.wake.notify_one();
-            return false;
+            self.wake();
+            return None;
         }
-        drop(state);
+        Some(Pushed {
+            first,
+            over_high_water: pending > self.max_pending / 2,
+        })
+    }
+
+    /// Lets the writer run: output is pending.
+    pub(crate) fn wake(&self) {
         self.wake.notify_one();
-        true
     }
 
     /// Whether the backlog is past the high-water mark (half of
@@ -98,11 +131,22 @@ impl Outbox {
         }
     }
 
-    pub(crate) fn send_msg(&self, sid: &str, msg: &Message<'_>) -> bool {
-        self.push(|out| match msg.headers {
+    /// Appends a message for subscription `sid`; see [`Outbox::append`] for
+    /// waking the writer.
+    pub(crate) fn push_msg(&self, sid: &str, msg: &Message<'_>) -> Option<Pushed> {
+        self.append(|out| match msg.headers {
             None => encode_msg(msg.subject, sid, msg.reply, msg.payload, out),
             Some(headers) => encode_hmsg(msg.subject, sid, msg.reply, headers, msg.payload, out),
         })
+    }
+
+    /// Appends a message for subscription `sid` and wakes the writer.
+    pub(crate) fn send_msg(&self, sid: &str, msg: &Message<'_>) -> bool {
+        let pushed = self.push_msg(sid, msg);
+        if pushed.is_some_and(|pushed| pushed.first) {
+            self.wake();
+        }
+        pushed.is_some()
     }
 
     /// Stops accepting output; what is pending is still written.
