@@ -8,7 +8,15 @@
 //! that delivered to it stops reading its own socket until the backlog
 //! drains below the mark or a short stall limit passes, so a fast publisher
 //! is slowed to its subscriber's pace instead of getting it cut off.
+//!
+//! The backlog is a queue of 64 KiB chunks, not one growing buffer: the
+//! writer takes at most about 1 MiB of them per `writev`, so memory is the
+//! backlog itself (no second buffer being written, no doubling slack), and a
+//! stalled publisher resumes as soon as the writer has drained below the
+//! mark instead of after the whole backlog.
 
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
 use std::sync::Mutex;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -17,8 +25,17 @@ use tokio::sync::{watch, Notify};
 use super::Message;
 use crate::codec::{encode_hmsg, encode_msg};
 
-/// Buffer capacity a connection keeps between bursts.
-const KEEP_CAPACITY: usize = 256 * 1024;
+/// Size of the chunks the backlog is made of; a larger message gets a chunk
+/// of its own size.
+const CHUNK: usize = 64 * 1024;
+/// Bytes the writer takes per `writev`, so the high-water mark is checked
+/// again soon.
+const MAX_WRITE: usize = 1024 * 1024;
+/// Slices per `writev` (Linux takes up to 1024).
+const MAX_SLICES: usize = 64;
+/// Written chunks a connection keeps for reuse; the rest are freed, so an
+/// idle connection holds at most this many.
+const KEEP_CHUNKS: usize = 2;
 
 pub(crate) struct Outbox {
     id: u64,
@@ -40,8 +57,22 @@ pub(crate) struct Pushed {
 }
 
 struct State {
-    pending: Vec<u8>,
+    /// The backlog, oldest first; the writer takes from the front.
+    chunks: VecDeque<Vec<u8>>,
+    /// Bytes in `chunks`.
+    queued: usize,
+    /// Bytes the writer has taken and not finished writing.
+    writing: usize,
+    /// Empty chunks for reuse.
+    spare: Vec<Vec<u8>>,
     closed: bool,
+}
+
+impl State {
+    /// What counts against `max_pending`: queued or being written.
+    fn pending(&self) -> usize {
+        self.queued + self.writing
+    }
 }
 
 impl Outbox {
@@ -50,7 +81,10 @@ impl Outbox {
             id,
             max_pending,
             state: Mutex::new(State {
-                pending: Vec::new(),
+                chunks: VecDeque::new(),
+                queued: 0,
+                writing: 0,
+                spare: Vec::new(),
                 closed: false,
             }),
             wake: Notify::new(),
@@ -66,7 +100,9 @@ impl Outbox {
     /// Appends what `encode` writes and wakes the writer; false if the
     /// connection is closed or has just been cut off as a slow consumer.
     pub(crate) fn push(&self, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
-        match self.append(encode) {
+        // Control ops (PONG, +OK, -ERR...) are short; a longer one may grow
+        // its chunk, which is rare.
+        match self.append(256, encode) {
             Some(pushed) => {
                 if pushed.first {
                     self.wake();
@@ -81,19 +117,36 @@ impl Outbox {
     /// [`Pushed::first`] says so, the caller must call [`Outbox::wake`]
     /// (after a whole read's messages, say). `None` if the connection is
     /// closed or has just been cut off as a slow consumer.
-    fn append(&self, encode: impl FnOnce(&mut Vec<u8>)) -> Option<Pushed> {
+    /// `size` is about what `encode` writes: the chunk it goes to has room
+    /// for it, so a chunk is never reallocated (and copied) by growing.
+    fn append(&self, size: usize, encode: impl FnOnce(&mut Vec<u8>)) -> Option<Pushed> {
         let mut state = self.state.lock().expect("outbox lock");
         if state.closed {
             return None;
         }
-        let first = state.pending.is_empty();
-        encode(&mut state.pending);
-        let pending = state.pending.len();
+        let first = state.chunks.is_empty();
+        let state = &mut *state;
+        let chunk = match state.chunks.back_mut() {
+            Some(chunk) if chunk.capacity() - chunk.len() >= size => chunk,
+            _ => {
+                let chunk = match state.spare.pop() {
+                    Some(chunk) if size <= CHUNK => chunk,
+                    _ => Vec::with_capacity(size.max(CHUNK)),
+                };
+                state.chunks.push_back(chunk);
+                state.chunks.back_mut().expect("just pushed")
+            }
+        };
+        let before = chunk.len();
+        encode(chunk);
+        state.queued += chunk.len() - before;
+        let pending = state.pending();
         if pending > self.max_pending {
             // The backlog is dropped, not flushed: it is what overflowed.
-            state.pending = Vec::new();
+            state.chunks = VecDeque::new();
+            state.spare = Vec::new();
+            state.queued = 0;
             state.closed = true;
-            drop(state);
             self.closed.send_replace(true);
             self.wake();
             return None;
@@ -113,7 +166,7 @@ impl Outbox {
     /// `max_pending`) on an open connection.
     pub(crate) fn over_high_water(&self) -> bool {
         let state = self.state.lock().expect("outbox lock");
-        !state.closed && state.pending.len() > self.max_pending / 2
+        !state.closed && state.pending() > self.max_pending / 2
     }
 
     /// Resolves once the backlog is back under the high-water mark or the
@@ -134,7 +187,13 @@ impl Outbox {
     /// Appends a message for subscription `sid`; see [`Outbox::append`] for
     /// waking the writer.
     pub(crate) fn push_msg(&self, sid: &str, msg: &Message<'_>) -> Option<Pushed> {
-        self.append(|out| match msg.headers {
+        let size = msg.subject.len()
+            + sid.len()
+            + msg.reply.map_or(0, str::len)
+            + msg.headers.map_or(0, <[u8]>::len)
+            + msg.payload.len()
+            + 48;
+        self.append(size, |out| match msg.headers {
             None => encode_msg(msg.subject, sid, msg.reply, msg.payload, out),
             Some(headers) => encode_hmsg(msg.subject, sid, msg.reply, headers, msg.payload, out),
         })
@@ -164,31 +223,85 @@ impl Outbox {
     /// Writes pending output until the outbox is closed and drained, or the
     /// socket fails.
     pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(&self, mut socket: W) {
-        let mut writing = Vec::new();
+        let mut batch: Vec<Vec<u8>> = Vec::new();
         loop {
             let closed = {
                 let mut state = self.state.lock().expect("outbox lock");
-                std::mem::swap(&mut state.pending, &mut writing);
+                let mut size = 0;
+                while size < MAX_WRITE && batch.len() < MAX_SLICES {
+                    let Some(chunk) = state.chunks.pop_front() else {
+                        break;
+                    };
+                    size += chunk.len();
+                    batch.push(chunk);
+                }
+                state.queued -= size;
+                state.writing = size;
                 state.closed
             };
-            if !writing.is_empty() {
-                if socket.write_all(&writing).await.is_err() {
+            if !batch.is_empty() {
+                if write_all_vectored(&mut socket, &batch).await.is_err() {
                     self.close();
                     self.drained.notify_waiters();
                     return;
                 }
-                writing.clear();
-                // A burst's buffer is not kept: an idle connection holds
-                // little, however large its last backlog was.
-                if writing.capacity() > KEEP_CAPACITY {
-                    writing = Vec::new();
+                let mut state = self.state.lock().expect("outbox lock");
+                state.writing = 0;
+                for mut chunk in batch.drain(..) {
+                    // Chunks grown by a large message are not kept.
+                    if state.spare.len() < KEEP_CHUNKS && chunk.capacity() == CHUNK {
+                        chunk.clear();
+                        state.spare.push(chunk);
+                    }
                 }
+                drop(state);
                 self.drained.notify_waiters();
             } else if closed {
                 let _ = socket.shutdown().await;
                 return;
             } else {
                 self.wake.notified().await;
+            }
+        }
+    }
+}
+
+/// Writes every byte of `chunks`, in order, with as few `writev` calls as
+/// the socket allows.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    socket: &mut W,
+    chunks: &[Vec<u8>],
+) -> io::Result<()> {
+    // Position: chunk `index`, byte `offset` in it.
+    let (mut index, mut offset) = (0, 0);
+    loop {
+        while index < chunks.len() && offset == chunks[index].len() {
+            index += 1;
+            offset = 0;
+        }
+        if index == chunks.len() {
+            return Ok(());
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let mut count = 0;
+        for (at, chunk) in chunks[index..].iter().enumerate().take(MAX_SLICES) {
+            let from = if at == 0 { offset } else { 0 };
+            slices[count] = IoSlice::new(&chunk[from..]);
+            count += 1;
+        }
+        let mut written = socket.write_vectored(&slices[..count]).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let left = chunks[index].len() - offset;
+            if written < left {
+                offset += written;
+                written = 0;
+            } else {
+                written -= left;
+                index += 1;
+                offset = 0;
             }
         }
     }
