@@ -596,3 +596,53 @@ async fn published_wildcards_are_literal_tokens_like_nats_server() {
     raw.expect("y").await;
     raw.sync().await;
 }
+
+#[tokio::test]
+async fn a_client_silent_past_the_auth_timeout_is_cut_off_like_nats_server() {
+    let quick = |o: &mut Options| {
+        o.auth_timeout = Duration::from_millis(20);
+        // The server's first PING comes well after the auth timeout: a
+        // connection that gets it has outlived the timeout.
+        o.ping_interval = Duration::from_millis(300);
+    };
+    let server = start_with(quick, Arc::new(Tokens)).await;
+    let (mut silent, info) = Raw::connect(&server, "").await;
+    assert_eq!(info["auth_required"], true);
+    silent.expect("-ERR 'Authentication Timeout'").await;
+    silent.expect_closed().await;
+
+    // CONNECT in time disarms it.
+    let (mut prompt, _) = Raw::connect(&server, r#"{"verbose":false,"auth_token":"secret"}"#).await;
+    prompt.expect("PING").await;
+    prompt.send("PONG\r\n").await;
+    prompt.sync().await;
+
+    // Without credentials required there is no auth timeout, as in
+    // nats-server: a silent client is only pinged.
+    let open = start_with(quick, Arc::new(AllowAll)).await;
+    let (mut silent, _) = Raw::connect(&open, "").await;
+    silent.expect("PING").await;
+    silent.sync().await;
+}
+
+#[tokio::test]
+async fn a_reply_subject_the_client_may_not_publish_to_is_refused_like_nats_servers_reserved_ones()
+{
+    let server = start_with(|_| {}, Arc::new(Tokens)).await;
+    let (mut raw, _) = Raw::connect(&server, r#"{"verbose":false,"auth_token":"secret"}"#).await;
+    let (mut responder, _) =
+        Raw::connect(&server, r#"{"verbose":false,"auth_token":"other"}"#).await;
+    responder.send("SUB svc 1\r\n").await;
+    responder.sync().await;
+    // A responder would publish its answer to flagbase.flag.created on
+    // the requester's behalf: refused, the message dropped, the
+    // connection kept.
+    raw.send("PUB svc flagbase.flag.created 2\r\nhi\r\nPUB svc _INBOX.ok 2\r\nok\r\nPING\r\n")
+        .await;
+    raw.expect(r#"-ERR 'Permissions Violation for Publish with Reply of "flagbase.flag.created"'"#)
+        .await;
+    raw.expect("PONG").await;
+    responder.expect("MSG svc 1 _INBOX.ok 2").await;
+    responder.expect("ok").await;
+    responder.sync().await;
+}

@@ -89,9 +89,18 @@ impl Connection {
         let period = self.shared.options.ping_interval;
         let mut pings = interval_at(Instant::now() + period, period);
         let mut closed = self.outbox.closed();
+        // Only armed when credentials are required, as in nats-server; a
+        // CONNECT (or any op, decided as one) disarms it.
+        let auth_required = self.shared.authorise.auth_required();
+        let auth_deadline = tokio::time::sleep(self.shared.options.auth_timeout);
+        tokio::pin!(auth_deadline);
         loop {
             let read = tokio::select! {
                 read = reader.read(&mut buffer) => read,
+                _ = &mut auth_deadline, if auth_required && self.session.is_none() => {
+                    self.outbox.push(|out| encode_err("Authentication Timeout", out));
+                    break;
+                }
                 _ = pings.tick() => {
                     if self.pings_out >= self.shared.options.max_pings_out {
                         self.outbox.push(|out| encode_err("Stale Connection", out));
@@ -252,6 +261,14 @@ impl Connection {
             self.err(&format!("Permissions Violation for Publish to {subject:?}"));
             return ControlFlow::Continue(());
         }
+        if let Some(reply) = reply {
+            if !session.permissions.may_reply_to(reply) {
+                self.err(&format!(
+                    "Permissions Violation for Publish with Reply of {reply:?}"
+                ));
+                return ControlFlow::Continue(());
+            }
+        }
         self.ok();
         let msg = Message {
             subject,
@@ -262,7 +279,7 @@ impl Connection {
         let (echo, no_responders) = (session.echo, session.headers && session.no_responders);
         let matches = self.routes.matches(&self.shared, subject);
         let delivered = self.shared.route(
-            &matches,
+            matches,
             &msg,
             self.outbox.id(),
             echo,

@@ -33,6 +33,10 @@ pub struct Options {
     pub ping_interval: Duration,
     /// Pings left unanswered before the client is cut off as stale.
     pub max_pings_out: u32,
+    /// When credentials are required, how long a client has to send its
+    /// `CONNECT` before it gets `-ERR 'Authentication Timeout'` and is cut
+    /// off (nats-server's `auth_timeout`, 2 s by default).
+    pub auth_timeout: Duration,
     /// Bytes that may wait for one client's socket before it is cut off as a
     /// slow consumer (nats-server's `max_pending`, 64 MiB by default).
     pub max_pending: usize,
@@ -47,6 +51,7 @@ impl Options {
             limits: Limits::default(),
             ping_interval: Duration::from_secs(120),
             max_pings_out: 2,
+            auth_timeout: Duration::from_secs(2),
             max_pending: 64 * 1024 * 1024,
         }
     }
@@ -67,6 +72,16 @@ pub trait Authorise: Send + Sync + 'static {
 pub trait Permissions: Send + Sync {
     fn may_publish(&self, subject: &str) -> bool;
     fn may_subscribe(&self, subject: &str, queue: Option<&str>) -> bool;
+    /// Whether the connection may ask for replies on `reply` (the reply
+    /// subject of a `PUB`). A responder publishes its answer there on the
+    /// requester's behalf, so by default a connection may only ask for
+    /// replies where it may publish itself; otherwise it gets
+    /// `Permissions Violation for Publish with Reply of "<reply>"` and the
+    /// message is dropped, as nats-server does for the reply subjects it
+    /// reserves.
+    fn may_reply_to(&self, reply: &str) -> bool {
+        self.may_publish(reply)
+    }
     /// Who the connection acts for (a user id, say), so that
     /// [`Handle::disconnect`] can cut that principal's connections when its
     /// credentials are revoked. Anonymous connections have none.
