@@ -447,7 +447,7 @@ async fn slow_consumer_is_cut_off_without_blocking_the_publisher() {
 
 /// Flow control: a publisher far faster than its subscriber is slowed to
 /// the subscriber's pace (its socket is not read while the subscriber's
-/// backlog is past half of `max_pending`), so a subscriber that keeps
+/// backlog is past the high-water mark), so a subscriber that keeps
 /// reading gets every message instead of being cut off.
 #[tokio::test]
 async fn a_fast_publisher_is_slowed_to_a_reading_subscriber_and_nothing_is_lost() {

@@ -54,7 +54,9 @@ struct Connection {
 pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-    let outbox = Arc::new(Outbox::new(id, shared.options.max_pending));
+    let options = &shared.options;
+    let high_water = options.high_water.min(options.max_pending / 2);
+    let outbox = Arc::new(Outbox::new(id, options.max_pending, high_water));
     let (reader, writer) = stream.into_split();
 
     let mut info = Info::new(shared.server_id.clone(), shared.options.version.clone());

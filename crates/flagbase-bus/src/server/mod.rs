@@ -40,6 +40,12 @@ pub struct Options {
     /// Bytes that may wait for one client's socket before it is cut off as a
     /// slow consumer (nats-server's `max_pending`, 64 MiB by default).
     pub max_pending: usize,
+    /// The high-water mark: a backlog past which a publisher delivering to
+    /// the client stops being read until it drains (flow control). Capped
+    /// at half of `max_pending`, nats-server's mark; 8 MiB by default, which
+    /// keeps a subscriber fed while holding far less memory per slow
+    /// subscriber than nats-server's 32 MiB.
+    pub high_water: usize,
 }
 
 impl Options {
@@ -53,6 +59,7 @@ impl Options {
             max_pings_out: 2,
             auth_timeout: Duration::from_secs(2),
             max_pending: 64 * 1024 * 1024,
+            high_water: 8 * 1024 * 1024,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! publishers or growing memory.
 //!
 //! Before that point there is flow control, as in nats-server: once the
-//! backlog passes half of `max_pending` (the high-water mark), a publisher
+//! backlog passes the high-water mark (`Options::high_water`, at most half
+//! of `max_pending`, nats-server's mark), a publisher
 //! that delivered to it stops reading its own socket until the backlog
 //! drains below the mark or a short stall limit passes, so a fast publisher
 //! is slowed to its subscriber's pace instead of getting it cut off.
@@ -40,6 +41,7 @@ const KEEP_CHUNKS: usize = 2;
 pub(crate) struct Outbox {
     id: u64,
     max_pending: usize,
+    high_water: usize,
     state: Mutex<State>,
     wake: Notify,
     /// Signalled each time the writer has written a batch.
@@ -52,7 +54,7 @@ pub(crate) struct Outbox {
 pub(crate) struct Pushed {
     /// Nothing was pending before: the writer may be idle and needs a wake.
     pub first: bool,
-    /// The backlog is now past the high-water mark (half of `max_pending`).
+    /// The backlog is now past the high-water mark.
     pub over_high_water: bool,
 }
 
@@ -76,10 +78,11 @@ impl State {
 }
 
 impl Outbox {
-    pub(crate) fn new(id: u64, max_pending: usize) -> Self {
+    pub(crate) fn new(id: u64, max_pending: usize, high_water: usize) -> Self {
         Outbox {
             id,
             max_pending,
+            high_water,
             state: Mutex::new(State {
                 chunks: VecDeque::new(),
                 queued: 0,
@@ -153,7 +156,7 @@ impl Outbox {
         }
         Some(Pushed {
             first,
-            over_high_water: pending > self.max_pending / 2,
+            over_high_water: pending > self.high_water,
         })
     }
 
@@ -162,11 +165,11 @@ impl Outbox {
         self.wake.notify_one();
     }
 
-    /// Whether the backlog is past the high-water mark (half of
-    /// `max_pending`) on an open connection.
+    /// Whether the backlog is past the high-water mark on an open
+    /// connection.
     pub(crate) fn over_high_water(&self) -> bool {
         let state = self.state.lock().expect("outbox lock");
-        !state.closed && state.pending() > self.max_pending / 2
+        !state.closed && state.pending() > self.high_water
     }
 
     /// Resolves once the backlog is back under the high-water mark or the
