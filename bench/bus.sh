@@ -25,8 +25,17 @@
 # over the rounds, the messages lost in all rounds, and each server's
 # highest peak RSS.
 #
+# CPU is each server's own CPU time (user + system, from /proc) over the
+# whole row, divided by the messages delivered (round trips for req/rep): on
+# a shared machine the rates depend on how much of its core each server is
+# given, this does much less.
+#
+# NICE (-10 when run as root, else 0) is the niceness of both servers and
+# the client, so that other work on a shared machine disturbs them less; it
+# is the same for both servers.
+#
 # Settings (environment): DURATION (5, seconds), WARMUP (2), ROUNDS (3),
-# SERVER_CPU (1), CLIENT_CPU (0), NATS_SERVER (/usr/sbin/nats-server),
+# NICE, SERVER_CPU (1), CLIENT_CPU (0), NATS_SERVER (/usr/sbin/nats-server),
 # SKIP_BUILD=1.
 set -euo pipefail
 
@@ -36,6 +45,7 @@ cd "$REPO"
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-3}
+if [[ $(id -u) == 0 ]]; then NICE=${NICE:--10}; else NICE=${NICE:-0}; fi
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 NATS_SERVER=${NATS_SERVER:-/usr/sbin/nats-server}
@@ -94,23 +104,30 @@ ROWS=(
     "req/rep 16 B seq|reqrep 16 1"
     "req/rep 16 B ×64|reqrep 16 64"
 )
-declare -A RATE LOSS CUT RSS
+declare -A RATE LOSS CUT RSS CPU
+
+# cpu_ticks PID: user + system CPU time of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_NS=$((1000000000 / $(getconf CLK_TCK)))
 
 # run_server ROUND NAME COMMAND...: starts the server pinned, runs every row,
 # keeps the rates, the losses and its peak RSS.
 run_server() {
-    local round=$1 name=$2 row label args line port
+    local round=$1 name=$2 row label args line port before count
     shift 2
     port=$(free_port)
-    taskset -c "$SERVER_CPU" "$@" "$port" >"$WORK/server.log" 2>&1 &
+    nice -n "$NICE" taskset -c "$SERVER_CPU" "$@" "$port" >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     wait_port "$port"
     for row in "${ROWS[@]}"; do
         label=${row%%|*}
         read -r -a args <<<"${row#*|}"
-        line=$(taskset -c "$CLIENT_CPU" timeout 120 "$TARGET/loadgen" "${args[0]}" \
+        before=$(cpu_ticks "$SERVER_PID")
+        line=$(nice -n "$NICE" taskset -c "$CLIENT_CPU" timeout 120 "$TARGET/loadgen" "${args[0]}" \
             "127.0.0.1:$port" "${args[1]}" "${args[2]}" "$WARMUP" "$DURATION" "${args[@]:3}" | grep '^RESULT') \
             || die "$name, $label: the load generator failed"
+        count=$(field received "$line")$(field completed "$line")
+        CPU[$name|$label]+="$((($(cpu_ticks "$SERVER_PID") - before) * TICK_NS / (count > 0 ? count : 1))) "
         echo "round $round, $name, $label: $line"
         RATE[$name|$label]+="$(field rate "$line") "
         LOSS[$name|$label]=$((${LOSS[$name|$label]:-0} + $(field lost "$line")))
@@ -130,7 +147,7 @@ serve_nats() { exec "$NATS_SERVER" -a 127.0.0.1 -p "$1"; }
 export TARGET NATS_SERVER
 export -f serve_bus serve_nats
 
-echo "server CPU $SERVER_CPU, client CPU $CLIENT_CPU, warm-up ${WARMUP}s, measured ${DURATION}s, $ROUNDS rounds"
+echo "server CPU $SERVER_CPU, client CPU $CLIENT_CPU, warm-up ${WARMUP}s, measured ${DURATION}s, $ROUNDS rounds, nice $NICE"
 echo "$("$NATS_SERVER" --version)"
 for round in $(seq "$ROUNDS"); do
     if ((round % 2)); then
@@ -155,12 +172,12 @@ fmt() { sed ':a;s/\B[0-9]\{3\}\>/ &/;ta' <<<"$1"; }
 echo
 echo "Median of $ROUNDS rounds (rates per second); lost: in all rounds together."
 echo
-echo "| Row | bus /s | lost | nats-server /s | lost | bus / nats |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| Row | bus /s | lost | nats-server /s | lost | bus / nats | CPU ns/msg bus | nats-server |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for row in "${ROWS[@]}"; do
     label=${row%%|*}
     b=$(median "${RATE[bus|$label]}") n=$(median "${RATE[nats-server|$label]}")
     ratio=$(awk -v b="$b" -v n="$n" 'BEGIN { if (n > 0) printf "%.2f", b / n; else print "-" }')
-    echo "| $label | $(fmt "$b") | $(lost bus "$label") | $(fmt "$n") | $(lost nats-server "$label") | $ratio |"
+    echo "| $label | $(fmt "$b") | $(lost bus "$label") | $(fmt "$n") | $(lost nats-server "$label") | $ratio | $(fmt "$(median "${CPU[bus|$label]}")") | $(fmt "$(median "${CPU[nats-server|$label]}")") |"
 done
-echo "| peak RSS (VmHWM, highest of the rounds) | $(fmt "${RSS[bus]}") kB | | $(fmt "${RSS[nats-server]}") kB | | $(awk -v b="${RSS[bus]}" -v n="${RSS[nats-server]}" 'BEGIN { printf "%.2f", b / n }') |"
+echo "| peak RSS (VmHWM, highest of the rounds) | $(fmt "${RSS[bus]}") kB | | $(fmt "${RSS[nats-server]}") kB | | $(awk -v b="${RSS[bus]}" -v n="${RSS[nats-server]}" 'BEGIN { printf "%.2f", b / n }') | | |"
