@@ -30,13 +30,18 @@
 # a shared machine the rates depend on how much of its core each server is
 # given, this does much less.
 #
-# NICE (-10 when run as root, else 0) is the niceness of both servers and
-# the client, so that other work on a shared machine disturbs them less; it
-# is the same for both servers.
+# SCHED says how the servers and the client are scheduled, the same for
+# both servers: `fifo` (the default as root) runs them under SCHED_FIFO
+# (`chrt -f 10`), so that other work on a shared machine (compilers) does
+# not take their cores from them mid-row: the kernel's real-time throttling
+# still leaves that work 5 % of each core, and it waits while the rows run.
+# `nice` runs them at niceness NICE (-10 as root, else 0): other work then
+# competes for the cores, and a server with more threads gets a larger
+# share of its core.
 #
 # Settings (environment): DURATION (5, seconds), WARMUP (2), ROUNDS (3),
-# NICE, SERVER_CPU (1), CLIENT_CPU (0), NATS_SERVER (/usr/sbin/nats-server),
-# SKIP_BUILD=1.
+# SCHED, NICE, SERVER_CPU (1), CLIENT_CPU (0), NATS_SERVER
+# (/usr/sbin/nats-server), SKIP_BUILD=1.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,7 +50,16 @@ cd "$REPO"
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-3}
-if [[ $(id -u) == 0 ]]; then NICE=${NICE:--10}; else NICE=${NICE:-0}; fi
+if [[ $(id -u) == 0 ]]; then
+    NICE=${NICE:--10} SCHED=${SCHED:-fifo}
+else
+    NICE=${NICE:-0} SCHED=${SCHED:-nice}
+fi
+case $SCHED in
+    fifo) PRIORITY=(chrt -f 10) ;;
+    nice) PRIORITY=(nice -n "$NICE") ;;
+    *) echo "bench/bus.sh: SCHED is fifo or nice, not $SCHED" >&2; exit 1 ;;
+esac
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 NATS_SERVER=${NATS_SERVER:-/usr/sbin/nats-server}
@@ -55,7 +69,7 @@ NAME=bus.sh
 # shellcheck source=bench/lib.sh
 source "$REPO/bench/lib.sh"
 
-for tool in taskset cargo; do
+for tool in taskset cargo chrt; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
 if [[ ! -x "$NATS_SERVER" ]]; then
@@ -116,14 +130,14 @@ run_server() {
     local round=$1 name=$2 row label args line port before count
     shift 2
     port=$(free_port)
-    nice -n "$NICE" taskset -c "$SERVER_CPU" "$@" "$port" >"$WORK/server.log" 2>&1 &
+    "${PRIORITY[@]}" taskset -c "$SERVER_CPU" "$@" "$port" >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     wait_port "$port"
     for row in "${ROWS[@]}"; do
         label=${row%%|*}
         read -r -a args <<<"${row#*|}"
         before=$(cpu_ticks "$SERVER_PID")
-        line=$(nice -n "$NICE" taskset -c "$CLIENT_CPU" timeout 120 "$TARGET/loadgen" "${args[0]}" \
+        line=$("${PRIORITY[@]}" taskset -c "$CLIENT_CPU" timeout 120 "$TARGET/loadgen" "${args[0]}" \
             "127.0.0.1:$port" "${args[1]}" "${args[2]}" "$WARMUP" "$DURATION" "${args[@]:3}" | grep '^RESULT') \
             || die "$name, $label: the load generator failed"
         count=$(field received "$line")$(field completed "$line")
@@ -147,7 +161,7 @@ serve_nats() { exec "$NATS_SERVER" -a 127.0.0.1 -p "$1"; }
 export TARGET NATS_SERVER
 export -f serve_bus serve_nats
 
-echo "server CPU $SERVER_CPU, client CPU $CLIENT_CPU, warm-up ${WARMUP}s, measured ${DURATION}s, $ROUNDS rounds, nice $NICE"
+echo "server CPU $SERVER_CPU, client CPU $CLIENT_CPU, warm-up ${WARMUP}s, measured ${DURATION}s, $ROUNDS rounds, scheduling: ${PRIORITY[*]}"
 echo "$("$NATS_SERVER" --version)"
 for round in $(seq "$ROUNDS"); do
     if ((round % 2)); then
