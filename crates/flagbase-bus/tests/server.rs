@@ -646,3 +646,48 @@ async fn a_reply_subject_the_client_may_not_publish_to_is_refused_like_nats_serv
     responder.expect("ok").await;
     responder.sync().await;
 }
+
+/// The route cache: a publisher that has already sent to a subject (and
+/// cached where it goes) must see subscriptions made and removed after that.
+#[tokio::test]
+async fn a_publishers_cached_routes_follow_later_subscribe_and_unsubscribe() {
+    let server = start().await;
+    let (mut publisher, _) = Raw::connect(&server, QUIET).await;
+    publisher.send("PUB cache.x 1\r\na\r\n").await;
+    publisher.sync().await;
+
+    let (mut sub, _) = Raw::connect(&server, QUIET).await;
+    sub.send("SUB cache.* 1\r\nSUB cache.x q 2\r\n").await;
+    sub.sync().await;
+    publisher.send("PUB cache.x 1\r\nb\r\n").await;
+    publisher.sync().await;
+    // Routed before the publisher's PONG, so ahead of this PONG: a missing
+    // message shows as PONG instead of hanging.
+    sub.send("PING\r\n").await;
+    sub.expect("MSG cache.x 1 1").await;
+    sub.expect("b").await;
+    sub.expect("MSG cache.x 2 1").await;
+    sub.expect("b").await;
+    sub.expect("PONG").await;
+
+    sub.send("UNSUB 1\r\n").await;
+    sub.sync().await;
+    publisher.send("PUB cache.x 1\r\nc\r\n").await;
+    publisher.sync().await;
+    sub.send("PING\r\n").await;
+    sub.expect("MSG cache.x 2 1").await;
+    sub.expect("c").await;
+    sub.expect("PONG").await;
+
+    // A subscriber that goes away is dropped from the routes too.
+    drop(sub);
+    let (mut other, _) = Raw::connect(&server, QUIET).await;
+    other.send("SUB cache.> 9\r\n").await;
+    other.sync().await;
+    publisher.send("PUB cache.x 1\r\nd\r\n").await;
+    publisher.sync().await;
+    other.send("PING\r\n").await;
+    other.expect("MSG cache.x 9 1").await;
+    other.expect("d").await;
+    other.expect("PONG").await;
+}
