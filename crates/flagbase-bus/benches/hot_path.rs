@@ -43,7 +43,8 @@ fn match_subject(c: &mut Criterion) {
     for i in 0..1000 {
         list.insert(&format!("svc.{i}.requests"), None, i).unwrap();
     }
-    list.insert("svc.*.requests", Some("workers"), 1000).unwrap();
+    list.insert("svc.*.requests", Some("workers"), 1000)
+        .unwrap();
     list.insert("svc.>", None, 1001).unwrap();
     c.bench_function("sublist match, 1002 subscriptions", |b| {
         b.iter(|| list.matches(black_box("svc.500.requests")))
