@@ -20,7 +20,8 @@ pub const MAX_PAYLOAD: usize = 1024 * 1024;
 
 /// What a single connection's decoder may hold on to. The decoder never
 /// buffers more than `max_control_line + 1` bytes of a control line or
-/// `max_payload + 2` bytes of a message, whatever the client sends.
+/// `max_payload + 2` bytes of a message (plus that message's subject and
+/// reply, within `max_control_line`), whatever the client sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_control_line: usize,
