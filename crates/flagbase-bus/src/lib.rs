@@ -16,8 +16,10 @@
 //! - [`server`]: the tokio server. `INFO` (proto 1, headers, no JetStream),
 //!   authorisation of `CONNECT` and per-subject publish/subscribe permissions
 //!   through the hook (with nats-server's `Authorization Violation` and
-//!   `Permissions Violation for ...` errors; permission errors keep the
-//!   connection), routing with wildcards and queue groups (one member per
+//!   `Permissions Violation for ...` errors, `... for Publish with Reply of`
+//!   included; permission errors keep the connection), the
+//!   `Authentication Timeout` for a client that sends no `CONNECT` in time
+//!   when credentials are required, routing with wildcards and queue groups (one member per
 //!   group, round robin), `echo: false`, verbose `+OK`, `PING`/`PONG` both
 //!   ways with stale-connection cut-off, `UNSUB` with a maximum, the
 //!   no-responders 503 for requests nobody subscribes to (so a JetStream
@@ -27,9 +29,7 @@
 //!
 //! Not implemented: JetStream, clustering, routes, gateways, leaf nodes,
 //! websockets, MQTT, TLS, accounts, nkeys/JWT verification (the hook decides
-//! credentials), auth timeout before `CONNECT` (a silent client is cut off by
-//! the pings instead), and the `Permissions Violation for Publish with Reply`
-//! check. Names (subjects, sids, queues) must be UTF-8, where nats-server
+//! credentials). Names (subjects, sids, queues) must be UTF-8, where nats-server
 //! accepts any bytes.
 
 pub mod codec;

@@ -447,7 +447,7 @@ async fn slow_consumer_is_cut_off_without_blocking_the_publisher() {
 
 /// Flow control: a publisher far faster than its subscriber is slowed to
 /// the subscriber's pace (its socket is not read while the subscriber's
-/// backlog is past half of `max_pending`), so a subscriber that keeps
+/// backlog is past the high-water mark), so a subscriber that keeps
 /// reading gets every message instead of being cut off.
 #[tokio::test]
 async fn a_fast_publisher_is_slowed_to_a_reading_subscriber_and_nothing_is_lost() {
@@ -595,4 +595,99 @@ async fn published_wildcards_are_literal_tokens_like_nats_server() {
     raw.expect("MSG e 2 1").await;
     raw.expect("y").await;
     raw.sync().await;
+}
+
+#[tokio::test]
+async fn a_client_silent_past_the_auth_timeout_is_cut_off_like_nats_server() {
+    let quick = |o: &mut Options| {
+        o.auth_timeout = Duration::from_millis(20);
+        // The server's first PING comes well after the auth timeout: a
+        // connection that gets it has outlived the timeout.
+        o.ping_interval = Duration::from_millis(300);
+    };
+    let server = start_with(quick, Arc::new(Tokens)).await;
+    let (mut silent, info) = Raw::connect(&server, "").await;
+    assert_eq!(info["auth_required"], true);
+    silent.expect("-ERR 'Authentication Timeout'").await;
+    silent.expect_closed().await;
+
+    // CONNECT in time disarms it.
+    let (mut prompt, _) = Raw::connect(&server, r#"{"verbose":false,"auth_token":"secret"}"#).await;
+    prompt.expect("PING").await;
+    prompt.send("PONG\r\n").await;
+    prompt.sync().await;
+
+    // Without credentials required there is no auth timeout, as in
+    // nats-server: a silent client is only pinged.
+    let open = start_with(quick, Arc::new(AllowAll)).await;
+    let (mut silent, _) = Raw::connect(&open, "").await;
+    silent.expect("PING").await;
+    silent.sync().await;
+}
+
+#[tokio::test]
+async fn a_reply_subject_the_client_may_not_publish_to_is_refused_like_nats_servers_reserved_ones()
+{
+    let server = start_with(|_| {}, Arc::new(Tokens)).await;
+    let (mut raw, _) = Raw::connect(&server, r#"{"verbose":false,"auth_token":"secret"}"#).await;
+    let (mut responder, _) =
+        Raw::connect(&server, r#"{"verbose":false,"auth_token":"other"}"#).await;
+    responder.send("SUB svc 1\r\n").await;
+    responder.sync().await;
+    // A responder would publish its answer to flagbase.flag.created on
+    // the requester's behalf: refused, the message dropped, the
+    // connection kept.
+    raw.send("PUB svc flagbase.flag.created 2\r\nhi\r\nPUB svc _INBOX.ok 2\r\nok\r\nPING\r\n")
+        .await;
+    raw.expect(r#"-ERR 'Permissions Violation for Publish with Reply of "flagbase.flag.created"'"#)
+        .await;
+    raw.expect("PONG").await;
+    responder.expect("MSG svc 1 _INBOX.ok 2").await;
+    responder.expect("ok").await;
+    responder.sync().await;
+}
+
+/// The route cache: a publisher that has already sent to a subject (and
+/// cached where it goes) must see subscriptions made and removed after that.
+#[tokio::test]
+async fn a_publishers_cached_routes_follow_later_subscribe_and_unsubscribe() {
+    let server = start().await;
+    let (mut publisher, _) = Raw::connect(&server, QUIET).await;
+    publisher.send("PUB cache.x 1\r\na\r\n").await;
+    publisher.sync().await;
+
+    let (mut sub, _) = Raw::connect(&server, QUIET).await;
+    sub.send("SUB cache.* 1\r\nSUB cache.x q 2\r\n").await;
+    sub.sync().await;
+    publisher.send("PUB cache.x 1\r\nb\r\n").await;
+    publisher.sync().await;
+    // Routed before the publisher's PONG, so ahead of this PONG: a missing
+    // message shows as PONG instead of hanging.
+    sub.send("PING\r\n").await;
+    sub.expect("MSG cache.x 1 1").await;
+    sub.expect("b").await;
+    sub.expect("MSG cache.x 2 1").await;
+    sub.expect("b").await;
+    sub.expect("PONG").await;
+
+    sub.send("UNSUB 1\r\n").await;
+    sub.sync().await;
+    publisher.send("PUB cache.x 1\r\nc\r\n").await;
+    publisher.sync().await;
+    sub.send("PING\r\n").await;
+    sub.expect("MSG cache.x 2 1").await;
+    sub.expect("c").await;
+    sub.expect("PONG").await;
+
+    // A subscriber that goes away is dropped from the routes too.
+    drop(sub);
+    let (mut other, _) = Raw::connect(&server, QUIET).await;
+    other.send("SUB cache.> 9\r\n").await;
+    other.sync().await;
+    publisher.send("PUB cache.x 1\r\nd\r\n").await;
+    publisher.sync().await;
+    other.send("PING\r\n").await;
+    other.expect("MSG cache.x 9 1").await;
+    other.expect("d").await;
+    other.expect("PONG").await;
 }

@@ -20,7 +20,8 @@ pub const MAX_PAYLOAD: usize = 1024 * 1024;
 
 /// What a single connection's decoder may hold on to. The decoder never
 /// buffers more than `max_control_line + 1` bytes of a control line or
-/// `max_payload + 2` bytes of a message, whatever the client sends.
+/// `max_payload + 2` bytes of a message (plus that message's subject and
+/// reply, within `max_control_line`), whatever the client sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_control_line: usize,
@@ -68,6 +69,80 @@ pub enum ClientOp {
     Pong,
     /// `-ERR` sent by a client; nats-server closes such a connection.
     Err(String),
+}
+
+/// One operation sent by a client, borrowed from the read buffer or the
+/// decoder (see [`Decoder::next`]): what the server acts on, with no copy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpRef<'a> {
+    Connect(Box<Connect>),
+    /// `PUB` when `headers` is `None`, `HPUB` otherwise (its header block
+    /// may be empty).
+    Pub {
+        subject: &'a str,
+        reply: Option<&'a str>,
+        headers: Option<&'a [u8]>,
+        payload: &'a [u8],
+    },
+    Sub {
+        subject: &'a str,
+        queue: Option<&'a str>,
+        sid: &'a str,
+    },
+    Unsub {
+        sid: &'a str,
+        max: Option<u64>,
+    },
+    Ping,
+    Pong,
+    /// The text after `-ERR`, as sent.
+    Err(&'a [u8]),
+}
+
+impl OpRef<'_> {
+    /// The op with its own copies of what it borrows.
+    pub fn into_owned(self) -> ClientOp {
+        match self {
+            OpRef::Connect(connect) => ClientOp::Connect(connect),
+            OpRef::Pub {
+                subject,
+                reply,
+                headers: None,
+                payload,
+            } => ClientOp::Pub {
+                subject: subject.into(),
+                reply: reply.map(Into::into),
+                payload: Bytes::copy_from_slice(payload),
+            },
+            OpRef::Pub {
+                subject,
+                reply,
+                headers: Some(headers),
+                payload,
+            } => ClientOp::HPub {
+                subject: subject.into(),
+                reply: reply.map(Into::into),
+                headers: Bytes::copy_from_slice(headers),
+                payload: Bytes::copy_from_slice(payload),
+            },
+            OpRef::Sub {
+                subject,
+                queue,
+                sid,
+            } => ClientOp::Sub {
+                subject: subject.into(),
+                queue: queue.map(Into::into),
+                sid: sid.into(),
+            },
+            OpRef::Unsub { sid, max } => ClientOp::Unsub {
+                sid: sid.into(),
+                max,
+            },
+            OpRef::Ping => ClientOp::Ping,
+            OpRef::Pong => ClientOp::Pong,
+            OpRef::Err(text) => ClientOp::Err(String::from_utf8_lossy(text).into_owned()),
+        }
+    }
 }
 
 /// The JSON of a client's `CONNECT`. Absent `verbose`, `pedantic` and `echo`

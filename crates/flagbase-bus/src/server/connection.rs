@@ -13,9 +13,10 @@ use tokio::net::TcpStream;
 use tokio::time::{interval_at, Instant};
 
 use super::outbox::Outbox;
-use super::{Message, Permissions, Shared, Subscription};
+use super::routes::RouteCache;
+use super::{Destinations, Message, Permissions, Shared, Subscription};
 use crate::codec::{
-    encode_err, encode_info, encode_ok, encode_ping, encode_pong, ClientOp, Connect, Decoder, Info,
+    encode_err, encode_info, encode_ok, encode_ping, encode_pong, Connect, Decoder, Info, OpRef,
 };
 use crate::subject::{is_valid_publish_subject, is_valid_subject};
 
@@ -44,12 +45,18 @@ struct Connection {
     /// Subscribers past their high-water mark that this connection's last
     /// messages reached: it reads nothing more until they drain.
     stalled: Vec<Arc<Outbox>>,
+    /// Connections this one delivered to whose writers are not woken yet.
+    wake: Vec<Arc<Outbox>>,
+    /// Where this connection's recent subjects go.
+    routes: RouteCache,
 }
 
 pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
-    let outbox = Arc::new(Outbox::new(id, shared.options.max_pending));
+    let options = &shared.options;
+    let high_water = options.high_water.min(options.max_pending / 2);
+    let outbox = Arc::new(Outbox::new(id, options.max_pending, high_water));
     let (reader, writer) = stream.into_split();
 
     let mut info = Info::new(shared.server_id.clone(), shared.options.version.clone());
@@ -69,6 +76,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         subs: HashMap::new(),
         pings_out: 0,
         stalled: Vec::new(),
+        wake: Vec::new(),
+        routes: RouteCache::default(),
     };
     // Reading and writing run in this one task, so dropping the task (on
     // server shutdown) closes both halves of the socket.
@@ -79,13 +88,21 @@ impl Connection {
     async fn read_loop(&mut self, mut reader: tokio::net::tcp::OwnedReadHalf) {
         let mut decoder = Decoder::new(self.shared.options.limits);
         let mut buffer = vec![0u8; READ_BUFFER];
-        let mut ops = Vec::new();
         let period = self.shared.options.ping_interval;
         let mut pings = interval_at(Instant::now() + period, period);
         let mut closed = self.outbox.closed();
+        // Only armed when credentials are required, as in nats-server; a
+        // CONNECT (or any op, decided as one) disarms it.
+        let auth_required = self.shared.authorise.auth_required();
+        let auth_deadline = tokio::time::sleep(self.shared.options.auth_timeout);
+        tokio::pin!(auth_deadline);
         loop {
             let read = tokio::select! {
                 read = reader.read(&mut buffer) => read,
+                _ = &mut auth_deadline, if auth_required && self.session.is_none() => {
+                    self.outbox.push(|out| encode_err("Authentication Timeout", out));
+                    break;
+                }
                 _ = pings.tick() => {
                     if self.pings_out >= self.shared.options.max_pings_out {
                         self.outbox.push(|out| encode_err("Stale Connection", out));
@@ -101,26 +118,38 @@ impl Connection {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let decoded = decoder.decode(&buffer[..n], &mut ops);
+            let mut at = 0;
             let mut stop = false;
-            for op in ops.drain(..) {
+            loop {
+                let op = match decoder.next(&buffer[..n], &mut at) {
+                    Ok(Some(op)) => op,
+                    Ok(None) => break,
+                    Err(err) => {
+                        if let Some(text) = err.err_text() {
+                            self.outbox.push(|out| encode_err(text, out));
+                        }
+                        stop = true;
+                        break;
+                    }
+                };
                 if self.apply(op).is_break() {
                     stop = true;
                     break;
                 }
                 // Flow control, op by op: a read can hold many messages, and
-                // not reading on is what slows the publisher.
-                for outbox in std::mem::take(&mut self.stalled) {
-                    let _ = tokio::time::timeout(MAX_STALL, outbox.below_high_water()).await;
+                // not reading on is what slows the publisher. The writers of
+                // what this read delivered are woken first, so they drain.
+                if !self.stalled.is_empty() {
+                    self.wake_writers();
+                    for outbox in std::mem::take(&mut self.stalled) {
+                        let _ = tokio::time::timeout(MAX_STALL, outbox.below_high_water()).await;
+                    }
                 }
             }
+            // One wake-up per destination for the whole read, not one per
+            // message.
+            self.wake_writers();
             if stop {
-                break;
-            }
-            if let Err(err) = decoded {
-                if let Some(text) = err.err_text() {
-                    self.outbox.push(|out| encode_err(text, out));
-                }
                 break;
             }
         }
@@ -129,9 +158,9 @@ impl Connection {
         self.outbox.close();
     }
 
-    fn apply(&mut self, op: ClientOp) -> ControlFlow<()> {
+    fn apply(&mut self, op: OpRef<'_>) -> ControlFlow<()> {
         if self.session.is_none() {
-            if let ClientOp::Connect(connect) = &op {
+            if let OpRef::Connect(connect) = &op {
                 return self.connect(connect, true);
             }
             // Like nats-server without auth, a client may skip CONNECT; it
@@ -141,31 +170,24 @@ impl Connection {
         }
         match op {
             // A second CONNECT does not re-authenticate, as in nats-server.
-            ClientOp::Connect(_) => self.ok(),
-            ClientOp::Ping => {
+            OpRef::Connect(_) => self.ok(),
+            OpRef::Ping => {
                 self.outbox.push(encode_pong);
             }
-            ClientOp::Pong => self.pings_out = 0,
-            ClientOp::Err(_) => return ControlFlow::Break(()),
-            ClientOp::Pub {
-                subject,
-                reply,
-                payload,
-            } => {
-                self.publish(&subject, reply.as_deref(), None, &payload)?;
-            }
-            ClientOp::HPub {
+            OpRef::Pong => self.pings_out = 0,
+            OpRef::Err(_) => return ControlFlow::Break(()),
+            OpRef::Pub {
                 subject,
                 reply,
                 headers,
                 payload,
-            } => self.publish(&subject, reply.as_deref(), Some(&headers), &payload)?,
-            ClientOp::Sub {
+            } => self.publish(subject, reply, headers, payload)?,
+            OpRef::Sub {
                 subject,
                 queue,
                 sid,
             } => self.subscribe(subject, queue, sid),
-            ClientOp::Unsub { sid, max } => self.unsubscribe(&sid, max.unwrap_or(0)),
+            OpRef::Unsub { sid, max } => self.unsubscribe(sid, max.unwrap_or(0)),
         }
         ControlFlow::Continue(())
     }
@@ -241,6 +263,14 @@ impl Connection {
             self.err(&format!("Permissions Violation for Publish to {subject:?}"));
             return ControlFlow::Continue(());
         }
+        if let Some(reply) = reply {
+            if !session.permissions.may_reply_to(reply) {
+                self.err(&format!(
+                    "Permissions Violation for Publish with Reply of {reply:?}"
+                ));
+                return ControlFlow::Continue(());
+            }
+        }
         self.ok();
         let msg = Message {
             subject,
@@ -249,15 +279,31 @@ impl Connection {
             payload,
         };
         let (echo, no_responders) = (session.echo, session.headers && session.no_responders);
-        let delivered = self
-            .shared
-            .route(&msg, self.outbox.id(), echo, &mut self.stalled);
+        let matches = self.routes.matches(&self.shared, subject);
+        let delivered = self.shared.route(
+            matches,
+            &msg,
+            self.outbox.id(),
+            echo,
+            &mut Destinations {
+                wake: &mut self.wake,
+                stalled: &mut self.stalled,
+            },
+        );
         if delivered == 0 && no_responders {
             if let Some(reply) = reply {
                 self.no_responders(subject, reply);
             }
         }
         ControlFlow::Continue(())
+    }
+
+    /// Wakes the writer of every connection this one delivered to since the
+    /// last call.
+    fn wake_writers(&mut self) {
+        for outbox in self.wake.drain(..) {
+            outbox.wake();
+        }
     }
 
     /// Tells a requester at once that nobody will answer, on the first of its
@@ -287,17 +333,13 @@ impl Connection {
         sub.outbox.send_msg(&sub.sid, &msg);
     }
 
-    fn subscribe(&mut self, subject: String, queue: Option<String>, sid: String) {
+    fn subscribe(&mut self, subject: &str, queue: Option<&str>, sid: &str) {
         // Queue names are not checked, as in nats-server.
-        if !is_valid_subject(&subject) {
+        if !is_valid_subject(subject) {
             self.err("Invalid Subject");
             return;
         }
-        if !self
-            .session()
-            .permissions
-            .may_subscribe(&subject, queue.as_deref())
-        {
+        if !self.session().permissions.may_subscribe(subject, queue) {
             let text = match &queue {
                 None => format!("Permissions Violation for Subscription to {subject:?}"),
                 Some(queue) => format!(
@@ -309,26 +351,24 @@ impl Connection {
         }
         // A repeated sid keeps the first subscription, as in nats-server,
         // unless that one has had its last message (UNSUB with a maximum).
-        let live = self.subs.get(&sid).is_some_and(|sub| {
+        let live = self.subs.get(sid).is_some_and(|sub| {
             let max = sub.max.load(Ordering::Relaxed);
             max == 0 || sub.delivered.load(Ordering::Relaxed) < max
         });
         if !live {
             let sub = Arc::new(Subscription {
                 outbox: self.outbox.clone(),
-                sid: sid.clone(),
-                subject,
-                queue,
+                sid: sid.into(),
+                subject: subject.into(),
+                queue: queue.map(Into::into),
                 max: AtomicU64::new(0),
                 delivered: AtomicU64::new(0),
             });
-            self.shared
-                .subs
-                .write()
-                .expect("sublist lock")
-                .insert(&sub.subject, sub.queue.as_deref(), sub.clone())
-                .expect("subject validated above");
-            self.subs.insert(sid, sub);
+            self.shared.edit_subs(|subs| {
+                subs.insert(&sub.subject, sub.queue.as_deref(), sub.clone())
+                    .expect("subject validated above");
+            });
+            self.subs.insert(sid.into(), sub);
         }
         self.ok();
     }
@@ -338,20 +378,23 @@ impl Connection {
             if max > 0 && max > sub.delivered.load(Ordering::Relaxed) {
                 sub.max.store(max, Ordering::Relaxed);
             } else if let Some(sub) = self.subs.remove(sid) {
-                self.shared.subs.write().expect("sublist lock").remove(
-                    &sub.subject,
-                    sub.queue.as_deref(),
-                    &sub,
-                );
+                self.shared.edit_subs(|subs| {
+                    subs.remove(&sub.subject, sub.queue.as_deref(), &sub);
+                });
             }
         }
         self.ok();
     }
 
     fn unsubscribe_all(&mut self) {
-        let mut index = self.shared.subs.write().expect("sublist lock");
-        for (_, sub) in self.subs.drain() {
-            index.remove(&sub.subject, sub.queue.as_deref(), &sub);
+        if self.subs.is_empty() {
+            return;
         }
+        let subs = &mut self.subs;
+        self.shared.edit_subs(|index| {
+            for (_, sub) in subs.drain() {
+                index.remove(&sub.subject, sub.queue.as_deref(), &sub);
+            }
+        });
     }
 }

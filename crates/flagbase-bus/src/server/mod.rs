@@ -4,6 +4,7 @@
 
 mod connection;
 mod outbox;
+mod routes;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::codec::{Connect, Limits};
-use crate::sublist::Sublist;
+use crate::sublist::{Matches, Sublist};
 use outbox::Outbox;
 
 /// How the server listens and the limits it applies to every client.
@@ -32,9 +33,19 @@ pub struct Options {
     pub ping_interval: Duration,
     /// Pings left unanswered before the client is cut off as stale.
     pub max_pings_out: u32,
+    /// When credentials are required, how long a client has to send its
+    /// `CONNECT` before it gets `-ERR 'Authentication Timeout'` and is cut
+    /// off (nats-server's `auth_timeout`, 2 s by default).
+    pub auth_timeout: Duration,
     /// Bytes that may wait for one client's socket before it is cut off as a
     /// slow consumer (nats-server's `max_pending`, 64 MiB by default).
     pub max_pending: usize,
+    /// The high-water mark: a backlog past which a publisher delivering to
+    /// the client stops being read until it drains (flow control). Capped
+    /// at half of `max_pending`, nats-server's mark; 8 MiB by default, which
+    /// keeps a subscriber fed while holding far less memory per slow
+    /// subscriber than nats-server's 32 MiB.
+    pub high_water: usize,
 }
 
 impl Options {
@@ -46,7 +57,9 @@ impl Options {
             limits: Limits::default(),
             ping_interval: Duration::from_secs(120),
             max_pings_out: 2,
+            auth_timeout: Duration::from_secs(2),
             max_pending: 64 * 1024 * 1024,
+            high_water: 8 * 1024 * 1024,
         }
     }
 }
@@ -66,6 +79,16 @@ pub trait Authorise: Send + Sync + 'static {
 pub trait Permissions: Send + Sync {
     fn may_publish(&self, subject: &str) -> bool;
     fn may_subscribe(&self, subject: &str, queue: Option<&str>) -> bool;
+    /// Whether the connection may ask for replies on `reply` (the reply
+    /// subject of a `PUB`). A responder publishes its answer there on the
+    /// requester's behalf, so by default a connection may only ask for
+    /// replies where it may publish itself; otherwise it gets
+    /// `Permissions Violation for Publish with Reply of "<reply>"` and the
+    /// message is dropped, as nats-server does for the reply subjects it
+    /// reserves.
+    fn may_reply_to(&self, reply: &str) -> bool {
+        self.may_publish(reply)
+    }
     /// Who the connection acts for (a user id, say), so that
     /// [`Handle::disconnect`] can cut that principal's connections when its
     /// credentials are revoked. Anonymous connections have none.
@@ -137,6 +160,9 @@ pub(crate) struct Shared {
     authorise: Arc<dyn Authorise>,
     server_id: String,
     subs: RwLock<Sublist<Arc<Subscription>>>,
+    /// Bumped by every change to `subs`, so that connections know when what
+    /// they cached from it is stale.
+    generation: AtomicU64,
     admitted: Mutex<HashMap<u64, Admitted>>,
     next_client_id: AtomicU64,
     /// Round-robin over queue-group members.
@@ -163,6 +189,7 @@ impl Server {
                 authorise,
                 server_id,
                 subs: RwLock::new(Sublist::new()),
+                generation: AtomicU64::new(0),
                 admitted: Mutex::new(HashMap::new()),
                 next_client_id: AtomicU64::new(1),
                 next_member: AtomicUsize::new(0),
@@ -245,19 +272,34 @@ impl Shared {
         self.admitted.lock().expect("admitted lock").remove(&id);
     }
 
-    /// Delivers `msg` to every matching subscription (one member per queue
-    /// group) and returns how many got it. `from` is the publisher, skipped
-    /// when it asked for `echo: false`.
-    /// Destinations past their high-water mark are added to `stalled` (once
-    /// each), for the publisher to wait on.
+    /// Changes the subscription index, and tells every connection's route
+    /// cache (through the generation) that it did.
+    pub(crate) fn edit_subs<R>(
+        &self,
+        edit: impl FnOnce(&mut Sublist<Arc<Subscription>>) -> R,
+    ) -> R {
+        let mut subs = self.subs.write().expect("sublist lock");
+        let result = edit(&mut subs);
+        // Bumped under the lock, after the change: a reader that still sees
+        // the old generation read the index before the change or is about to
+        // drop what it read.
+        self.generation.fetch_add(1, Ordering::Release);
+        result
+    }
+
+    /// Delivers `msg` to `matches` (one member per queue group) and returns
+    /// how many got it. `from` is the publisher, skipped when it asked for
+    /// `echo: false`. Destinations whose writers need waking, and those past
+    /// their high-water mark (for the publisher to wait on), are added to
+    /// `to`.
     pub(crate) fn route(
         &self,
+        matches: &Matches<Arc<Subscription>>,
         msg: &Message<'_>,
         from: u64,
         echo: bool,
-        stalled: &mut Vec<Arc<Outbox>>,
+        to: &mut Destinations<'_>,
     ) -> usize {
-        let matches = self.subs.read().expect("sublist lock").matches(msg.subject);
         if matches.is_empty() {
             return 0;
         }
@@ -273,13 +315,16 @@ impl Shared {
             if max > 0 && count > max {
                 continue;
             }
-            if sub.outbox.send_msg(&sub.sid, msg) {
+            if let Some(pushed) = sub.outbox.push_msg(&sub.sid, msg) {
                 delivered += 1;
-                if sub.outbox.id() != from
-                    && sub.outbox.over_high_water()
-                    && !stalled.iter().any(|o| o.id() == sub.outbox.id())
+                if pushed.first {
+                    to.wake.push(sub.outbox.clone());
+                }
+                if pushed.over_high_water
+                    && sub.outbox.id() != from
+                    && !to.stalled.iter().any(|o| o.id() == sub.outbox.id())
                 {
-                    stalled.push(sub.outbox.clone());
+                    to.stalled.push(sub.outbox.clone());
                 }
             }
             if max > 0 && count == max {
@@ -287,11 +332,20 @@ impl Shared {
             }
         }
         if !finished.is_empty() {
-            let mut subs = self.subs.write().expect("sublist lock");
-            for sub in finished {
-                subs.remove(&sub.subject, sub.queue.as_deref(), &sub);
-            }
+            self.edit_subs(|subs| {
+                for sub in finished {
+                    subs.remove(&sub.subject, sub.queue.as_deref(), &sub);
+                }
+            });
         }
         delivered
     }
+}
+
+/// Where a publisher notes the connections it delivered to.
+pub(crate) struct Destinations<'a> {
+    /// Writers to wake once the publisher's read is routed.
+    pub wake: &'a mut Vec<Arc<Outbox>>,
+    /// Destinations past their high-water mark.
+    pub stalled: &'a mut Vec<Arc<Outbox>>,
 }

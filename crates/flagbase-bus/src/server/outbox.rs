@@ -4,11 +4,20 @@
 //! publishers or growing memory.
 //!
 //! Before that point there is flow control, as in nats-server: once the
-//! backlog passes half of `max_pending` (the high-water mark), a publisher
+//! backlog passes the high-water mark (`Options::high_water`, at most half
+//! of `max_pending`, nats-server's mark), a publisher
 //! that delivered to it stops reading its own socket until the backlog
 //! drains below the mark or a short stall limit passes, so a fast publisher
 //! is slowed to its subscriber's pace instead of getting it cut off.
+//!
+//! The backlog is a queue of 64 KiB chunks, not one growing buffer: the
+//! writer takes at most about 1 MiB of them per `writev`, so memory is the
+//! backlog itself (no second buffer being written, no doubling slack), and a
+//! stalled publisher resumes as soon as the writer has drained below the
+//! mark instead of after the whole backlog.
 
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
 use std::sync::Mutex;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -17,12 +26,22 @@ use tokio::sync::{watch, Notify};
 use super::Message;
 use crate::codec::{encode_hmsg, encode_msg};
 
-/// Buffer capacity a connection keeps between bursts.
-const KEEP_CAPACITY: usize = 256 * 1024;
+/// Size of the chunks the backlog is made of; a larger message gets a chunk
+/// of its own size.
+const CHUNK: usize = 64 * 1024;
+/// Bytes the writer takes per `writev`, so the high-water mark is checked
+/// again soon.
+const MAX_WRITE: usize = 1024 * 1024;
+/// Slices per `writev` (Linux takes up to 1024).
+const MAX_SLICES: usize = 64;
+/// Written chunks a connection keeps for reuse; the rest are freed, so an
+/// idle connection holds at most this many.
+const KEEP_CHUNKS: usize = 2;
 
 pub(crate) struct Outbox {
     id: u64,
     max_pending: usize,
+    high_water: usize,
     state: Mutex<State>,
     wake: Notify,
     /// Signalled each time the writer has written a batch.
@@ -30,18 +49,45 @@ pub(crate) struct Outbox {
     closed: watch::Sender<bool>,
 }
 
+/// What appending to an open outbox found.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pushed {
+    /// Nothing was pending before: the writer may be idle and needs a wake.
+    pub first: bool,
+    /// The backlog is now past the high-water mark.
+    pub over_high_water: bool,
+}
+
 struct State {
-    pending: Vec<u8>,
+    /// The backlog, oldest first; the writer takes from the front.
+    chunks: VecDeque<Vec<u8>>,
+    /// Bytes in `chunks`.
+    queued: usize,
+    /// Bytes the writer has taken and not finished writing.
+    writing: usize,
+    /// Empty chunks for reuse.
+    spare: Vec<Vec<u8>>,
     closed: bool,
 }
 
+impl State {
+    /// What counts against `max_pending`: queued or being written.
+    fn pending(&self) -> usize {
+        self.queued + self.writing
+    }
+}
+
 impl Outbox {
-    pub(crate) fn new(id: u64, max_pending: usize) -> Self {
+    pub(crate) fn new(id: u64, max_pending: usize, high_water: usize) -> Self {
         Outbox {
             id,
             max_pending,
+            high_water,
             state: Mutex::new(State {
-                pending: Vec::new(),
+                chunks: VecDeque::new(),
+                queued: 0,
+                writing: 0,
+                spare: Vec::new(),
                 closed: false,
             }),
             wake: Notify::new(),
@@ -54,33 +100,76 @@ impl Outbox {
         self.id
     }
 
-    /// Appends what `encode` writes; false if the connection is closed or
-    /// has just been cut off as a slow consumer.
+    /// Appends what `encode` writes and wakes the writer; false if the
+    /// connection is closed or has just been cut off as a slow consumer.
     pub(crate) fn push(&self, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
-        let mut state = self.state.lock().expect("outbox lock");
-        if state.closed {
-            return false;
+        // Control ops (PONG, +OK, -ERR...) are short; a longer one may grow
+        // its chunk, which is rare.
+        match self.append(256, encode) {
+            Some(pushed) => {
+                if pushed.first {
+                    self.wake();
+                }
+                true
+            }
+            None => false,
         }
-        encode(&mut state.pending);
-        if state.pending.len() > self.max_pending {
-            // The backlog is dropped, not flushed: it is what overflowed.
-            state.pending = Vec::new();
-            state.closed = true;
-            drop(state);
-            self.closed.send_replace(true);
-            self.wake.notify_one();
-            return false;
-        }
-        drop(state);
-        self.wake.notify_one();
-        true
     }
 
-    /// Whether the backlog is past the high-water mark (half of
-    /// `max_pending`) on an open connection.
+    /// Appends what `encode` writes without waking the writer: when
+    /// [`Pushed::first`] says so, the caller must call [`Outbox::wake`]
+    /// (after a whole read's messages, say). `None` if the connection is
+    /// closed or has just been cut off as a slow consumer.
+    /// `size` is about what `encode` writes: the chunk it goes to has room
+    /// for it, so a chunk is never reallocated (and copied) by growing.
+    fn append(&self, size: usize, encode: impl FnOnce(&mut Vec<u8>)) -> Option<Pushed> {
+        let mut state = self.state.lock().expect("outbox lock");
+        if state.closed {
+            return None;
+        }
+        let first = state.chunks.is_empty();
+        let state = &mut *state;
+        let chunk = match state.chunks.back_mut() {
+            Some(chunk) if chunk.capacity() - chunk.len() >= size => chunk,
+            _ => {
+                let chunk = match state.spare.pop() {
+                    Some(chunk) if size <= CHUNK => chunk,
+                    _ => Vec::with_capacity(size.max(CHUNK)),
+                };
+                state.chunks.push_back(chunk);
+                state.chunks.back_mut().expect("just pushed")
+            }
+        };
+        let before = chunk.len();
+        encode(chunk);
+        state.queued += chunk.len() - before;
+        let pending = state.pending();
+        if pending > self.max_pending {
+            // The backlog is dropped, not flushed: it is what overflowed.
+            state.chunks = VecDeque::new();
+            state.spare = Vec::new();
+            state.queued = 0;
+            state.closed = true;
+            self.closed.send_replace(true);
+            self.wake();
+            return None;
+        }
+        Some(Pushed {
+            first,
+            over_high_water: pending > self.high_water,
+        })
+    }
+
+    /// Lets the writer run: output is pending.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Whether the backlog is past the high-water mark on an open
+    /// connection.
     pub(crate) fn over_high_water(&self) -> bool {
         let state = self.state.lock().expect("outbox lock");
-        !state.closed && state.pending.len() > self.max_pending / 2
+        !state.closed && state.pending() > self.high_water
     }
 
     /// Resolves once the backlog is back under the high-water mark or the
@@ -98,11 +187,28 @@ impl Outbox {
         }
     }
 
-    pub(crate) fn send_msg(&self, sid: &str, msg: &Message<'_>) -> bool {
-        self.push(|out| match msg.headers {
+    /// Appends a message for subscription `sid`; see [`Outbox::append`] for
+    /// waking the writer.
+    pub(crate) fn push_msg(&self, sid: &str, msg: &Message<'_>) -> Option<Pushed> {
+        let size = msg.subject.len()
+            + sid.len()
+            + msg.reply.map_or(0, str::len)
+            + msg.headers.map_or(0, <[u8]>::len)
+            + msg.payload.len()
+            + 48;
+        self.append(size, |out| match msg.headers {
             None => encode_msg(msg.subject, sid, msg.reply, msg.payload, out),
             Some(headers) => encode_hmsg(msg.subject, sid, msg.reply, headers, msg.payload, out),
         })
+    }
+
+    /// Appends a message for subscription `sid` and wakes the writer.
+    pub(crate) fn send_msg(&self, sid: &str, msg: &Message<'_>) -> bool {
+        let pushed = self.push_msg(sid, msg);
+        if pushed.is_some_and(|pushed| pushed.first) {
+            self.wake();
+        }
+        pushed.is_some()
     }
 
     /// Stops accepting output; what is pending is still written.
@@ -120,31 +226,85 @@ impl Outbox {
     /// Writes pending output until the outbox is closed and drained, or the
     /// socket fails.
     pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(&self, mut socket: W) {
-        let mut writing = Vec::new();
+        let mut batch: Vec<Vec<u8>> = Vec::new();
         loop {
             let closed = {
                 let mut state = self.state.lock().expect("outbox lock");
-                std::mem::swap(&mut state.pending, &mut writing);
+                let mut size = 0;
+                while size < MAX_WRITE && batch.len() < MAX_SLICES {
+                    let Some(chunk) = state.chunks.pop_front() else {
+                        break;
+                    };
+                    size += chunk.len();
+                    batch.push(chunk);
+                }
+                state.queued -= size;
+                state.writing = size;
                 state.closed
             };
-            if !writing.is_empty() {
-                if socket.write_all(&writing).await.is_err() {
+            if !batch.is_empty() {
+                if write_all_vectored(&mut socket, &batch).await.is_err() {
                     self.close();
                     self.drained.notify_waiters();
                     return;
                 }
-                writing.clear();
-                // A burst's buffer is not kept: an idle connection holds
-                // little, however large its last backlog was.
-                if writing.capacity() > KEEP_CAPACITY {
-                    writing = Vec::new();
+                let mut state = self.state.lock().expect("outbox lock");
+                state.writing = 0;
+                for mut chunk in batch.drain(..) {
+                    // Chunks grown by a large message are not kept.
+                    if state.spare.len() < KEEP_CHUNKS && chunk.capacity() == CHUNK {
+                        chunk.clear();
+                        state.spare.push(chunk);
+                    }
                 }
+                drop(state);
                 self.drained.notify_waiters();
             } else if closed {
                 let _ = socket.shutdown().await;
                 return;
             } else {
                 self.wake.notified().await;
+            }
+        }
+    }
+}
+
+/// Writes every byte of `chunks`, in order, with as few `writev` calls as
+/// the socket allows.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    socket: &mut W,
+    chunks: &[Vec<u8>],
+) -> io::Result<()> {
+    // Position: chunk `index`, byte `offset` in it.
+    let (mut index, mut offset) = (0, 0);
+    loop {
+        while index < chunks.len() && offset == chunks[index].len() {
+            index += 1;
+            offset = 0;
+        }
+        if index == chunks.len() {
+            return Ok(());
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let mut count = 0;
+        for (at, chunk) in chunks[index..].iter().enumerate().take(MAX_SLICES) {
+            let from = if at == 0 { offset } else { 0 };
+            slices[count] = IoSlice::new(&chunk[from..]);
+            count += 1;
+        }
+        let mut written = socket.write_vectored(&slices[..count]).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let left = chunks[index].len() - offset;
+            if written < left {
+                offset += written;
+                written = 0;
+            } else {
+                written -= left;
+                index += 1;
+                offset = 0;
             }
         }
     }
