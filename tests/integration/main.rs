@@ -14,3 +14,4 @@ mod iam_abuse;
 mod lifecycle;
 mod ofrep_interop;
 mod store_contract;
+mod stream;
