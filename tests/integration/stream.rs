@@ -709,3 +709,56 @@ async fn the_context_rule_sessions_for_their_person_machines_for_what_they_suppl
         .await;
     assert_eq!(r.body["value"], true, "{}", r.body);
 }
+
+/// The official OpenFeature OFREP web provider (`@openfeature/ofrep-web-provider`
+/// 0.4.3, the first released provider that follows `eventStreams`) refetches
+/// on our change stream: polling is off, so only the stream can tell it.
+#[tokio::test]
+async fn official_ofrep_web_provider_refetches_on_the_change_stream() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let provider =
+        root.join("tests/interop/node/node_modules/@openfeature/ofrep-web-provider/package.json");
+    assert!(
+        provider.is_file(),
+        "the Node OpenFeature packages are not installed (no {}); run scripts/install-test-deps.sh",
+        provider.display()
+    );
+    let fb = Flagbase::start().await;
+    let admin = fb.setup_admin("root@example.com").await;
+    let spec = json!({"key": "beta", "enabled": true, "default_value": false,
+        "targeted_users": ["end-user-7"]});
+    assert_eq!(
+        fb.post("/api/v1/flags", spec, Some(&admin)).await.status,
+        201
+    );
+    let (_, client) = token(&fb, &admin, "client").await;
+    let mut cmd = std::process::Command::new("node");
+    cmd.current_dir(&root)
+        .args([
+            "--experimental-eventsource",
+            "--test",
+            "tests/interop/node/ofrep-events.test.mjs",
+        ])
+        .env("FLAGBASE_URL", &fb.base)
+        .env("FLAGBASE_TOKEN", &client)
+        .env("FLAGBASE_ADMIN", &admin)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node ({e}); run scripts/install-test-deps.sh"));
+    let out = tokio::task::spawn_blocking(move || {
+        crate::harness::output_within(child, Duration::from_secs(120))
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "the OFREP web provider suite failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
