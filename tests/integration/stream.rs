@@ -439,6 +439,30 @@ async fn revoking_the_credential_closes_its_stream() {
 }
 
 #[tokio::test]
+async fn an_expiring_tokens_stream_ends_when_the_token_expires() {
+    let fb = Flagbase::start().await;
+    let admin = fb.setup_admin("root@example.com").await;
+    let r = fb
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "short", "role": "user", "expires_in": "1500ms"}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let short = r.body["token"].as_str().unwrap();
+    let mut sse = Sse::open(&fb, "/api/v1/stream", Some(short), None).await;
+    assert_eq!(sse.next().await.unwrap().event.as_deref(), Some("snapshot"));
+    assert!(sse.next().await.is_none(), "the stream ends at the expiry");
+    assert_eq!(
+        Sse::open(&fb, "/api/v1/stream", Some(short), None)
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
 async fn shutdown_closes_open_streams() {
     let mut fb = Flagbase::start().await;
     let admin = fb.setup_admin("root@example.com").await;
