@@ -24,6 +24,7 @@ pub struct Config {
     pub iam: IamConfig,
     pub storage: StorageConfig,
     pub events: EventsConfig,
+    pub stream: crate::stream::StreamConfig,
     pub log: LogConfig,
 }
 
@@ -233,6 +234,7 @@ impl Default for Config {
                 password: None,
                 queue_capacity: 10_000,
             },
+            stream: crate::stream::StreamConfig::default(),
             log: LogConfig {
                 level: "info".into(),
                 format: "pretty".into(),
@@ -490,6 +492,7 @@ impl Config {
                 "must be between 1 and 1000000".into(),
             ));
         }
+        self.stream.validate()?;
         if !["debug", "info", "warn", "error"].contains(&self.log.level.as_str()) {
             return Err((
                 "log.level",

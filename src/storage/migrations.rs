@@ -70,6 +70,10 @@ const MIGRATIONS: &[&str] = &[
       WHERE numbered.id = audit_log.id;
      INSERT INTO change_sequence (id, last) SELECT 1, COUNT(*) FROM audit_log;
      CREATE UNIQUE INDEX audit_log_seq ON audit_log(seq);",
+    // 5: token kinds. A `client` token is public and only evaluates; every
+    // token that existed before kinds is a `server` token.
+    "ALTER TABLE api_tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'server'
+        CHECK (kind IN ('server', 'client'));",
 ];
 
 /// The schema version this build writes.
@@ -165,5 +169,39 @@ mod tests {
             .query_row("SELECT last FROM change_sequence", [], |r| r.get(0))
             .unwrap();
         assert_eq!(last, 3);
+    }
+
+    /// Tokens minted before kinds existed are `server` tokens, and the
+    /// column refuses any kind but the two.
+    #[test]
+    fn the_token_kind_migration_makes_existing_tokens_server_tokens() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        // Found by content: the lead renumbers migrations at merge.
+        let before_kinds = MIGRATIONS
+            .iter()
+            .position(|m| m.contains("ADD COLUMN kind"))
+            .unwrap();
+        for sql in &MIGRATIONS[..before_kinds] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", before_kinds as u32)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, email, password_hash, role, created_at)
+               VALUES ('u', 'a@example.com', 'h', 'user', 't');
+             INSERT INTO api_tokens (id, name, role, owner_id, secret_hash, created_at)
+               VALUES ('t', 'old', 'user', 'u', 'h', 't');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let kind: String = conn
+            .query_row("SELECT kind FROM api_tokens WHERE id = 't'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(kind, "server");
+        assert!(conn
+            .execute("UPDATE api_tokens SET kind = 'browser' WHERE id = 't'", [])
+            .is_err());
     }
 }

@@ -19,3 +19,4 @@ mod lifecycle;
 mod nats_server;
 mod ofrep_interop;
 mod store_contract;
+mod stream;
