@@ -13,4 +13,5 @@ mod iam;
 mod iam_abuse;
 mod lifecycle;
 mod ofrep_interop;
+mod sdk_rust;
 mod store_contract;
