@@ -13,5 +13,6 @@ mod iam;
 mod iam_abuse;
 mod lifecycle;
 mod ofrep_interop;
+mod sdk_cross_check;
 mod sdk_rust;
 mod store_contract;

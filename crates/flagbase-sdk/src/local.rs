@@ -245,6 +245,11 @@ impl LocalClient {
         self.shared.defs.load().seq
     }
 
+    /// Every flag held, as the API shows it, sorted by key.
+    pub fn flags(&self) -> Vec<Value> {
+        self.shared.defs.load().flags.values().cloned().collect()
+    }
+
     /// The keys of every flag held, sorted.
     pub fn keys(&self) -> Vec<String> {
         self.shared.defs.load().flags.keys().cloned().collect()
@@ -374,7 +379,10 @@ async fn run(
         )
         .await;
         let delay = match end {
-            End::Resync => jitter(options.backoff_min),
+            End::Resync => {
+                shared.state.send_replace(ConnectionState::Connecting);
+                jitter(options.backoff_min)
+            }
             End::Failed(e) => {
                 let rejected = matches!(
                     e,
