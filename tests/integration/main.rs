@@ -14,5 +14,6 @@ mod iam_abuse;
 mod lifecycle;
 mod ofrep_interop;
 mod sdk_cross_check;
+mod sdk_js;
 mod sdk_rust;
 mod store_contract;
