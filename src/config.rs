@@ -24,6 +24,7 @@ pub struct Config {
     pub iam: IamConfig,
     pub storage: StorageConfig,
     pub events: EventsConfig,
+    pub stream: crate::stream::StreamConfig,
     pub log: LogConfig,
 }
 
@@ -200,6 +201,7 @@ impl Default for Config {
                 allow_anonymous: AllowAnonymous::Auto,
                 max_payload: 1024 * 1024,
             },
+            stream: crate::stream::StreamConfig::default(),
             log: LogConfig {
                 level: "info".into(),
                 format: "pretty".into(),
@@ -436,6 +438,7 @@ impl Config {
                 "must be between 1 and 67108864 (64 MiB)".into(),
             ));
         }
+        self.stream.validate()?;
         if !["debug", "info", "warn", "error"].contains(&self.log.level.as_str()) {
             return Err((
                 "log.level",

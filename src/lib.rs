@@ -5,6 +5,7 @@
 pub mod config;
 pub mod duration;
 pub mod error;
+pub mod evaluation_context;
 pub mod events;
 pub mod flags;
 pub mod http;
@@ -13,5 +14,6 @@ pub mod logging;
 pub mod model;
 pub mod server;
 pub mod storage;
+pub mod stream;
 pub mod unit_of_work;
 pub mod version;

@@ -50,6 +50,39 @@ impl FromStr for Role {
     }
 }
 
+/// What an API token is for. `Server` tokens (backends, local-evaluation
+/// SDKs) may read definitions; `Client` tokens are public (embedded in a web
+/// page or an app) and only evaluate, for the context they supply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    #[default]
+    Server,
+    Client,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Server => "server",
+            TokenKind::Client => "client",
+        }
+    }
+}
+
+impl FromStr for TokenKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "server" => Ok(TokenKind::Server),
+            "client" => Ok(TokenKind::Client),
+            other => Err(format!(
+                "unknown token kind {other:?} (use server or client)"
+            )),
+        }
+    }
+}
+
 /// A stored user. The hash never leaves the process: it is skipped when
 /// serialised, so no response can carry it by accident.
 #[derive(Clone, Debug, Serialize)]
@@ -75,6 +108,7 @@ pub struct ApiToken {
     pub id: String,
     pub name: String,
     pub role: Role,
+    pub kind: TokenKind,
     pub owner_id: String,
     #[serde(skip_serializing)]
     pub secret_hash: String,
@@ -87,6 +121,7 @@ pub struct NewApiToken {
     pub id: String,
     pub name: String,
     pub role: Role,
+    pub kind: TokenKind,
     pub owner_id: String,
     pub secret_hash: String,
     pub expires_at: Option<DateTime<Utc>>,

@@ -128,10 +128,29 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         }
     });
 
+    // The heartbeat must beat the listener's stall timeout, or an idle
+    // stream would be cut as stalled.
+    let mut stream_config = config.stream.clone();
+    let idle = config.server.idle_timeout.get();
+    if stream_config.heartbeat.get() >= idle {
+        stream_config.heartbeat =
+            crate::duration::HumanDuration::from_millis((idle.as_millis() / 2).max(1) as u64);
+        tracing::info!(heartbeat = ?stream_config.heartbeat.get(), "stream.heartbeat lowered below server.idle_timeout");
+    }
+    let stream = crate::stream::Hub::start(
+        feed.clone(),
+        store.clone(),
+        flags.clone(),
+        stream_config,
+        shutdown_rx.clone(),
+    )
+    .await
+    .map_err(StartError::Flags)?;
     let state = AppState {
         iam,
         flags,
         store: store.clone(),
+        stream,
     };
     let router = http::router(
         state,

@@ -161,6 +161,7 @@ mod tests {
                 id: "t1".into(),
                 name: "ci".into(),
                 role: Role::User,
+                kind: crate::model::TokenKind::Server,
                 owner_id: "u1".into(),
                 secret_hash: "deadbeef-hash".into(),
                 created_at: at,

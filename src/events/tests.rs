@@ -13,7 +13,7 @@ use super::*;
 use crate::config::Config;
 use crate::flags::Flags;
 use crate::iam::{Caller, Credential, Iam};
-use crate::model::{AuditQuery, Role};
+use crate::model::{AuditQuery, Role, TokenKind};
 use crate::storage::sqlite::{SqliteOptions, SqliteStore};
 use crate::storage::Store;
 
@@ -173,7 +173,7 @@ async fn every_change_leaves_one_event_in_sequence_order() {
     s.iam.set_role(&admin, &dev.id, Role::User).await.unwrap();
     let (minted, plaintext) = s
         .iam
-        .create_api_token(&admin, "ci", Role::User, None)
+        .create_api_token(&admin, "ci", Role::User, TokenKind::Server, None)
         .await
         .unwrap();
     s.iam.revoke_api_token(&admin, &minted.id).await.unwrap();
@@ -246,7 +246,9 @@ async fn concurrent_writes_of_both_services_leave_in_sequence_order() {
                 .await
                 .map(drop)?;
             flags.toggle(&caller, "hot", None).await.map(drop)?;
-            let (token, _) = iam.create_api_token(&caller, "t", Role::User, None).await?;
+            let (token, _) = iam
+                .create_api_token(&caller, "t", Role::User, TokenKind::Server, None)
+                .await?;
             iam.revoke_api_token(&caller, &token.id).await?;
             flags.delete(&caller, &format!("f{i}"), None).await
         });
@@ -293,7 +295,7 @@ async fn regression_changes_whose_caller_hung_up_are_published_in_sequence_order
     }
     let (token, _) = s
         .iam
-        .create_api_token(&admin, "doomed", Role::User, None)
+        .create_api_token(&admin, "doomed", Role::User, TokenKind::Server, None)
         .await
         .unwrap();
     let mut feed = s.feed.subscribe();
@@ -321,7 +323,7 @@ async fn regression_changes_whose_caller_hung_up_are_published_in_sequence_order
     let (iam, caller) = (s.iam.clone(), admin.clone());
     callers.push(tokio::spawn(async move {
         let _ = iam
-            .create_api_token(&caller, "late", Role::User, None)
+            .create_api_token(&caller, "late", Role::User, TokenKind::Server, None)
             .await;
     }));
     // A change is now waiting for the database inside its unit of work.

@@ -13,7 +13,7 @@ use super::flag_routes::page_limit;
 use super::AppState;
 use crate::duration::HumanDuration;
 use crate::iam::Caller;
-use crate::model::{AuditQuery, AuditRecord, Role};
+use crate::model::{AuditQuery, AuditRecord, Role, TokenKind};
 
 pub async fn list_users(
     State(state): State<AppState>,
@@ -55,6 +55,9 @@ pub async fn delete_user(
 pub struct TokenRequest {
     name: String,
     role: Role,
+    /// `server` unless asked otherwise.
+    #[serde(default)]
+    kind: TokenKind,
     expires_in: Option<HumanDuration>,
 }
 
@@ -69,6 +72,7 @@ pub async fn create_token(
             &caller,
             &req.name,
             req.role,
+            req.kind,
             req.expires_in.map(HumanDuration::get),
         )
         .await?;

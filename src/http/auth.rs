@@ -3,6 +3,11 @@
 //! valid; when both headers are sent they must name the same principal.
 //! Only routes that take a `Caller` look at these headers, so a bad header
 //! never breaks a public route.
+//!
+//! Public `client` tokens are refused by default: the `Caller` extractor
+//! answers 403 for them, so a new route cannot serve one by accident. The
+//! few routes a client token may use (evaluation, the OFREP change stream)
+//! take an `Evaluator` instead.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -92,9 +97,44 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let credentials = presented(parts)?;
-        Ok(authenticate(state, &credentials).await?)
+        let Evaluator(caller) = Evaluator::from_request_parts(parts, state).await?;
+        caller.require_not_client()?;
+        Ok(caller)
     }
+}
+
+/// Any authenticated caller, public `client` tokens included: only for the
+/// routes that evaluate for a supplied context and reveal no definition.
+pub struct Evaluator(pub Caller);
+
+impl FromRequestParts<AppState> for Evaluator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let credentials = presented(parts)?;
+        Ok(Evaluator(authenticate(state, &credentials).await?))
+    }
+}
+
+/// For streams an `EventSource` opens, which cannot send headers: the
+/// headers' credential when one is sent, otherwise `query_token` (the
+/// `?token=` parameter). The request log never records query strings.
+pub async fn stream_caller(
+    parts: &Parts,
+    state: &AppState,
+    query_token: Option<&str>,
+) -> Result<Caller, ApiError> {
+    let mut credentials = presented(parts)?;
+    if credentials.is_empty() {
+        if let Some(token) = query_token {
+            let token = token.trim();
+            if token.is_empty() || token.len() > MAX_CREDENTIAL_BYTES {
+                return Err(bad("invalid token").into());
+            }
+            credentials.push(token);
+        }
+    }
+    Ok(authenticate(state, &credentials).await?)
 }
 
 /// The caller when valid credentials were sent, `None` otherwise; for public
@@ -110,7 +150,10 @@ impl FromRequestParts<AppState> for MaybeCaller {
             _ => return Ok(MaybeCaller(None)),
         };
         match authenticate(state, &credentials).await {
-            Ok(caller) => Ok(MaybeCaller(Some(caller))),
+            Ok(caller) => {
+                caller.require_not_client()?;
+                Ok(MaybeCaller(Some(caller)))
+            }
             Err(Error::Unauthenticated(_)) => Ok(MaybeCaller(None)),
             Err(other) => Err(other.into()),
         }

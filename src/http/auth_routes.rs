@@ -106,8 +106,12 @@ pub async fn login(
 pub async fn me(caller: Caller) -> impl IntoResponse {
     let credential = match &caller.credential {
         Credential::Session => json!({ "type": "session" }),
-        Credential::ApiToken { id, expires_at } => {
-            json!({ "type": "api_token", "id": id, "expires_at": expires_at })
+        Credential::ApiToken {
+            id,
+            expires_at,
+            kind,
+        } => {
+            json!({ "type": "api_token", "id": id, "expires_at": expires_at, "kind": kind })
         }
     };
     axum::Json(json!({

@@ -11,9 +11,11 @@ use flagbase_engine::{Context, ErrorCode, Evaluation};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::auth::Evaluator;
 use super::error::{ApiError, Json, Path, Query};
 use super::AppState;
 use crate::error::Error;
+use crate::evaluation_context;
 use crate::iam::Caller;
 use crate::model::{FlagRecord, Revision, Role};
 
@@ -263,24 +265,6 @@ pub async fn history(
     Ok(super::admin_routes::audit_page(records, limit))
 }
 
-/// Attributes that describe the caller come from their credential and
-/// cannot be supplied by the request: otherwise `?role=admin` would buy the
-/// admins' variant.
-const IDENTITY: [&str; 4] = ["targetingKey", "userId", "email", "role"];
-
-fn caller_context(caller: &Caller, supplied: impl IntoIterator<Item = (String, Value)>) -> Context {
-    let mut ctx = Context::with_targeting_key(caller.user.id.clone());
-    for (name, value) in supplied {
-        if !IDENTITY.contains(&name.as_str()) {
-            ctx.insert(name, value);
-        }
-    }
-    ctx.insert("userId", caller.user.id.clone());
-    ctx.insert("email", caller.user.email.clone());
-    ctx.insert("role", caller.role.as_str());
-    ctx
-}
-
 #[derive(Serialize)]
 struct Evaluated<'a> {
     key: &'a str,
@@ -309,10 +293,8 @@ pub async fn evaluate_one(
     Path(key): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let ctx = caller_context(
-        &caller,
-        query.into_iter().map(|(k, v)| (k, Value::String(v))),
-    );
+    let ctx =
+        evaluation_context::resolve(&caller, evaluation_context::from_pairs(query), None)?.context;
     let live = state.flags.live();
     let eval = live.snapshot.evaluate(&key, &ctx);
     if eval.error_code == Some(ErrorCode::FlagNotFound) {
@@ -331,14 +313,21 @@ pub struct EvaluateRequest {
     #[serde(default)]
     context: serde_json::Map<String, Value>,
     keys: Option<Vec<String>>,
+    /// A developer's or admin's preview of another context (sessions only).
+    #[serde(rename = "as")]
+    preview: Option<serde_json::Map<String, Value>>,
 }
 
+/// `POST /api/v1/evaluate`: every (or the listed) flag for one context, as
+/// `crate::evaluation_context` decides it. Client tokens may call it.
 pub async fn evaluate_many(
     State(state): State<AppState>,
-    caller: Caller,
+    Evaluator(caller): Evaluator,
     Json(req): Json<EvaluateRequest>,
 ) -> Result<Response, ApiError> {
-    let ctx = caller_context(&caller, req.context);
+    let object = |map| Context::from_json(Value::Object(map)).unwrap_or_default();
+    let ctx =
+        evaluation_context::resolve(&caller, object(req.context), req.preview.map(object))?.context;
     let live = state.flags.live();
     let flags: Vec<Evaluated> = match &req.keys {
         Some(keys) => keys

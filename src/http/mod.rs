@@ -10,6 +10,7 @@ mod flag_routes;
 mod ofrep;
 mod request;
 mod serve;
+mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub iam: Arc<Iam>,
     pub flags: Arc<Flags>,
     pub store: Arc<dyn Store>,
+    /// The SSE stream hub (`/api/v1/stream`, `/ofrep/v1/events`).
+    pub stream: Arc<crate::stream::Hub>,
 }
 
 pub struct HttpOptions {
@@ -75,7 +78,9 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         )
         .route("/api/v1/evaluate", post(flag_routes::evaluate_many))
         .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_all))
-        .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag));
+        .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag))
+        .route("/api/v1/stream", get(stream::definitions))
+        .route("/ofrep/v1/events", get(stream::ofrep_events));
     with_common_layers(routes, options).with_state(state)
 }
 

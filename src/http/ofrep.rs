@@ -17,11 +17,12 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::auth::Evaluator;
 use super::error::{payload_too_large, ApiError, Path};
 use super::flag_routes::{condition, Condition};
 use super::AppState;
 use crate::error::Error;
-use crate::iam::Caller;
+use crate::evaluation_context;
 
 /// The schema's reason enum is `STATIC`, `TARGETING_MATCH`, `SPLIT`,
 /// `DISABLED`, `UNKNOWN`. The engine's `DEFAULT` (the flag has targeting,
@@ -219,13 +220,17 @@ fn item<'a>(flag: Option<&'a CompiledFlag>, key: &'a str, e: &Evaluation<'a>) ->
 
 pub async fn evaluate_flag(
     State(state): State<AppState>,
-    _caller: Caller,
+    Evaluator(caller): Evaluator,
     Path(key): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let ctx = match body_bytes(body, Some(&key)).and_then(|b| context(&b, Some(&key))) {
         Ok(ctx) => ctx,
         Err(response) => return *response,
+    };
+    let ctx = match evaluation_context::resolve(&caller, ctx, None) {
+        Ok(evaluating) => evaluating.context,
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let live = state.flags.live();
     let flag = live.snapshot.get(&key);
@@ -265,7 +270,7 @@ pub async fn evaluate_flag(
 /// its 400 whatever `If-None-Match` says.
 pub async fn evaluate_all(
     State(state): State<AppState>,
-    _caller: Caller,
+    Evaluator(caller): Evaluator,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -277,8 +282,19 @@ pub async fn evaluate_all(
         Ok(ctx) => ctx,
         Err(response) => return Ok(*response),
     };
+    let ctx = evaluation_context::resolve(&caller, ctx, None)?.context;
     let live = state.flags.live();
-    let digest = Sha256::digest(&bytes);
+    // A session evaluates for its person (the context rule), so its answer
+    // depends on who is asking and with which role, not only on the body.
+    let mut hasher = Sha256::new();
+    hasher.update(&bytes);
+    if !caller.is_machine() {
+        hasher.update([0]);
+        hasher.update(caller.user.id.as_bytes());
+        hasher.update([0]);
+        hasher.update(caller.role.as_str().as_bytes());
+    }
+    let digest = hasher.finalize();
     let body_hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     let opaque = format!("{}-{body_hash}", live.tag);
     let etag = HeaderValue::from_str(&format!("\"{opaque}\"")).map_err(Error::internal)?;

@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 use crate::config::IamConfig;
 use crate::error::{Error, Result};
 use crate::events::{ChangeEvent, ChangeFeed, Subject};
-use crate::model::{ApiToken, NewApiToken, NewUser, Role, User};
+use crate::model::{ApiToken, NewApiToken, NewUser, Role, TokenKind, User};
 use crate::storage::Store;
 use crate::unit_of_work::run_to_completion;
 use cache::Principals;
@@ -54,11 +54,47 @@ pub enum Credential {
         /// When the token stops working; `None` for a token that does not
         /// expire.
         expires_at: Option<DateTime<Utc>>,
+        /// `Client` tokens only evaluate (see `Caller::is_client`).
+        kind: TokenKind,
     },
 }
 
 impl Caller {
+    /// Whether the credential is a public `client` token: it may evaluate
+    /// for the context it supplies and nothing else (no definition, no
+    /// write). The HTTP layer refuses such callers everywhere but the
+    /// evaluation routes; `require` refuses them too, as a second line.
+    pub fn is_client(&self) -> bool {
+        matches!(
+            self.credential,
+            Credential::ApiToken {
+                kind: TokenKind::Client,
+                ..
+            }
+        )
+    }
+
+    /// Whether the credential is a machine's (an API token of either kind),
+    /// which evaluates for the context it supplies, rather than a person's
+    /// session (see `crate::evaluation_context`).
+    pub fn is_machine(&self) -> bool {
+        matches!(self.credential, Credential::ApiToken { .. })
+    }
+
+    /// Refuses a client token: for the few places that are not a role check
+    /// but must still stay out of a public credential's reach.
+    pub fn require_not_client(&self) -> Result<()> {
+        if self.is_client() {
+            Err(Error::Forbidden(
+                "a client token can only evaluate flags (OFREP, POST /api/v1/evaluate, GET /ofrep/v1/events)".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     pub fn require(&self, needed: Role) -> Result<()> {
+        self.require_not_client()?;
         if self.role >= needed {
             Ok(())
         } else {
@@ -300,7 +336,7 @@ impl Iam {
         address: Option<IpAddr>,
     ) -> Result<User> {
         let role = role.unwrap_or(Role::User);
-        let admin = caller.filter(|c| c.role == Role::Admin);
+        let admin = caller.filter(|c| c.role == Role::Admin && !c.is_client());
         if role != Role::User && admin.is_none() {
             return Err(Error::Forbidden(format!(
                 "only an admin can assign the {role} role"
@@ -469,6 +505,7 @@ impl Iam {
             credential: Credential::ApiToken {
                 id: token.id,
                 expires_at: token.expires_at,
+                kind: token.kind,
             },
         })
     }
@@ -517,8 +554,10 @@ impl Iam {
         caller: &Caller,
         name: &str,
         role: Role,
+        kind: TokenKind,
         expires_in: Option<Duration>,
     ) -> Result<(ApiToken, String)> {
+        caller.require_not_client()?;
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 {
             return Err(Error::invalid("name", "must be 1 to 100 characters"));
@@ -551,11 +590,21 @@ impl Iam {
                 )));
             }
         }
+        // A client token is public: whatever role it named, it only
+        // evaluates, so it is given the least one rather than a role that
+        // would read as more than it can do.
+        if kind == TokenKind::Client && role != Role::User {
+            return Err(Error::invalid(
+                "role",
+                "a client token only evaluates; create it with role user",
+            ));
+        }
         let minted = api_token::mint();
         let new = NewApiToken {
             id: minted.id,
             name: name.to_string(),
             role,
+            kind,
             owner_id: caller.user.id.clone(),
             secret_hash: minted.secret_hash,
             expires_at,
@@ -581,6 +630,7 @@ impl Iam {
 
     /// The caller's tokens; an admin sees everyone's.
     pub async fn api_tokens(&self, caller: &Caller) -> Result<Vec<ApiToken>> {
+        caller.require_not_client()?;
         let owner = (caller.role != Role::Admin).then_some(caller.user.id.as_str());
         self.store.api_tokens(owner).await
     }
@@ -591,6 +641,7 @@ impl Iam {
     /// cache invalidation are one unit that finishes even if the client
     /// hangs up, so a revoked token never keeps working.
     pub async fn revoke_api_token(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<()> {
+        caller.require_not_client()?;
         let (this, caller, id) = (self.clone(), caller.clone(), id.to_string());
         run_to_completion(async move {
             let token = this

@@ -70,6 +70,10 @@ const MIGRATIONS: &[&str] = &[
       WHERE numbered.id = audit_log.id;
      INSERT INTO change_sequence (id, last) SELECT 1, COUNT(*) FROM audit_log;
      CREATE UNIQUE INDEX audit_log_seq ON audit_log(seq);",
+    // 5: token kinds. A `client` token is public and only evaluates; every
+    // token that existed before kinds is a `server` token.
+    "ALTER TABLE api_tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'server'
+        CHECK (kind IN ('server', 'client'));",
 ];
 
 /// The schema version this build writes.

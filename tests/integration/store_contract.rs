@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flagbase::error::Error;
-use flagbase::model::{AuditQuery, FlagRecord, NewApiToken, NewUser, Revision, Role};
+use flagbase::model::{AuditQuery, FlagRecord, NewApiToken, NewUser, Revision, Role, TokenKind};
 use flagbase::storage::sqlite::{SqliteOptions, SqliteStore};
 use flagbase::storage::Store;
 use serde_json::json;
@@ -24,6 +24,7 @@ fn new_token(id: &str, owner: &str, role: Role) -> NewApiToken {
         id: id.into(),
         name: format!("token {id}"),
         role,
+        kind: TokenKind::Server,
         owner_id: owner.into(),
         secret_hash: "ab".repeat(32),
         expires_at: None,

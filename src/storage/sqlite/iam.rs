@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use super::{audit, db_err, now, parse_ts, ts};
 use crate::error::{Error, Result};
-use crate::model::{ApiToken, Committed, NewApiToken, NewUser, Role, User};
+use crate::model::{ApiToken, Committed, NewApiToken, NewUser, Role, TokenKind, User};
 
 fn parse_role(text: &str) -> rusqlite::Result<Role> {
     text.parse()
@@ -24,7 +24,12 @@ fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
-const TOKEN_COLUMNS: &str = "id, name, role, owner_id, secret_hash, created_at, expires_at";
+const TOKEN_COLUMNS: &str = "id, name, role, owner_id, secret_hash, created_at, expires_at, kind";
+
+fn parse_kind(text: &str) -> rusqlite::Result<TokenKind> {
+    text.parse()
+        .map_err(|e: String| rusqlite::Error::ToSqlConversionFailure(e.into()))
+}
 
 fn token_row(r: &Row<'_>) -> rusqlite::Result<ApiToken> {
     Ok(ApiToken {
@@ -38,6 +43,7 @@ fn token_row(r: &Row<'_>) -> rusqlite::Result<ApiToken> {
             .get::<_, Option<String>>(6)?
             .map(|t| parse_ts(&t))
             .transpose()?,
+        kind: parse_kind(&r.get::<_, String>(7)?)?,
     })
 }
 
@@ -232,14 +238,15 @@ pub fn create_api_token(
         id: new.id,
         name: new.name,
         role: new.role,
+        kind: new.kind,
         owner_id: new.owner_id,
         secret_hash: new.secret_hash,
         created_at: now(),
         expires_at: new.expires_at,
     };
     tx.execute(
-        "INSERT INTO api_tokens (id, name, role, owner_id, secret_hash, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO api_tokens (id, name, role, owner_id, secret_hash, created_at, expires_at, kind)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             token.id,
             token.name,
@@ -248,6 +255,7 @@ pub fn create_api_token(
             token.secret_hash,
             ts(token.created_at),
             token.expires_at.map(ts),
+            token.kind.as_str(),
         ],
     )
     .map_err(|e| match db_err(e) {
