@@ -15,5 +15,7 @@ mod lifecycle;
 mod ofrep_interop;
 mod sdk_cross_check;
 mod sdk_js;
+mod sdk_js_live;
 mod sdk_rust;
+mod sdk_rust_stream;
 mod store_contract;

@@ -1,23 +1,48 @@
 //! Cross-check: a few thousand (user, flag) pairs — rules of every kind,
 //! integer and fractional rollouts, weighted variants, a `bucket_by`
-//! attribute, non-ASCII user ids — evaluated by the server (OFREP), the Rust
-//! SDK and the JavaScript SDK (both evaluating locally), which must agree
+//! attribute, non-ASCII user ids — evaluated by the server (REST with a
+//! server token, and OFREP), the Rust SDK and the JavaScript SDK (both
+//! evaluating locally on definitions from the stream), which must agree
 //! exactly.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use flagbase_sdk::{Context, LocalClient, LocalOptions};
+use flagbase_sdk::{ConnectionState, Context, LocalClient, LocalOptions};
 use serde_json::{json, Value};
 
 use crate::harness::Flagbase;
 use crate::sdk_rust::seeded;
 
-/// Every flag as `GET /api/v1/flags` shows it.
-async fn server_flags(fb: &Flagbase, token: &str) -> Vec<Value> {
-    let r = fb.get("/api/v1/flags?limit=1000", Some(token)).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body["flags"].as_array().unwrap().clone()
+/// `POST /api/v1/evaluate` with a server token: a machine token evaluates
+/// for the context it supplies.
+async fn rest(fb: &Flagbase, token: &str, contexts: &[Value]) -> Vec<Vec<Answer>> {
+    let mut rows = Vec::new();
+    for ctx in contexts {
+        let r = fb
+            .post(
+                "/api/v1/evaluate",
+                json!({"context": ctx, "keys": keys()}),
+                Some(token),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        rows.push(
+            r.body["flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    (
+                        f["value"].clone(),
+                        f["variant"].clone(),
+                        f["reason"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect(),
+        );
+    }
+    rows
 }
 
 const USERS: usize = 300;
@@ -108,15 +133,11 @@ fn keys() -> Vec<String> {
         .collect()
 }
 
-async fn rust_sdk(
-    fb: &Flagbase,
-    token: &str,
-    contexts: &[Value],
-    bootstrap: &std::path::Path,
-) -> Vec<Vec<Answer>> {
-    let sdk = LocalClient::init(LocalOptions::new(&fb.base, token).bootstrap(bootstrap))
+async fn rust_sdk(fb: &Flagbase, token: &str, contexts: &[Value]) -> Vec<Vec<Answer>> {
+    let sdk = LocalClient::init(LocalOptions::new(&fb.base, token))
         .await
         .unwrap();
+    assert_eq!(sdk.state(), ConnectionState::Connected);
     contexts
         .iter()
         .map(|c| {
@@ -132,7 +153,7 @@ async fn rust_sdk(
         .collect()
 }
 
-fn js_sdk(fb: &Flagbase, token: &str, contexts: &[Value], bootstrap: &Value) -> Vec<Vec<Answer>> {
+fn js_sdk(fb: &Flagbase, token: &str, contexts: &[Value]) -> Vec<Vec<Answer>> {
     let mut child = Command::new("node")
         .arg("tests/interop/sdk_cross_check.mjs")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -144,7 +165,7 @@ fn js_sdk(fb: &Flagbase, token: &str, contexts: &[Value], bootstrap: &Value) -> 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run `node` ({e}): run scripts/install-test-deps.sh"));
-    let input = json!({"contexts": contexts, "keys": keys(), "bootstrap": bootstrap}).to_string();
+    let input = json!({"contexts": contexts, "keys": keys()}).to_string();
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
     drop(child.stdin.take());
     let out = crate::harness::output_within(child, Duration::from_secs(120));
@@ -198,12 +219,9 @@ async fn ofrep(fb: &Flagbase, token: &str, contexts: &[Value]) -> Vec<Vec<Answer
 async fn every_path_gives_the_same_answers() {
     let (fb, _admin, token) = seeded(&flags()).await;
     let contexts = contexts();
-    let definitions = json!({"seq": 0, "flags": server_flags(&fb, &token).await});
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bootstrap.json");
-    std::fs::write(&file, definitions.to_string()).unwrap();
-    let rust = rust_sdk(&fb, &token, &contexts, &file).await;
-    let js = js_sdk(&fb, &token, &contexts, &definitions);
+    let rust = rust_sdk(&fb, &token, &contexts).await;
+    let js = js_sdk(&fb, &token, &contexts);
+    let rest = rest(&fb, &token, &contexts).await;
     let server = ofrep(&fb, &token, &contexts).await;
     let keys = keys();
     let mut pairs = 0;
@@ -211,6 +229,7 @@ async fn every_path_gives_the_same_answers() {
     for (i, ctx) in contexts.iter().enumerate() {
         for (j, key) in keys.iter().enumerate() {
             let r = &rust[i][j];
+            assert_eq!(&rest[i][j], r, "REST vs Rust SDK: {key} for {ctx}");
             assert_eq!(&js[i][j], r, "JS SDK vs Rust SDK: {key} for {ctx}");
             let (value, variant, reason) = &server[i][j];
             assert_eq!(value, &r.0, "OFREP vs Rust SDK: {key} for {ctx}");

@@ -19,7 +19,7 @@ pub fn sample_flags() -> Vec<Value> {
         json!({"key": "banner", "type": "string", "enabled": true, "default_value": "hello",
                "variants": [{"key": "a", "value": "hi A", "weight": 30},
                             {"key": "b", "value": "hi B", "weight": 70}]}),
-        json!({"key": "off", "enabled": false}),
+        json!({"key": "off", "enabled": false, "default_value": true}),
     ]
 }
 

@@ -49,11 +49,15 @@ async function errorOf(resp) {
 
 function sleep(ms, signal) {
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
+    const wake = () => {
       clearTimeout(t);
       resolve();
-    });
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener("abort", wake);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", wake, { once: true });
   });
 }
 
@@ -158,7 +162,8 @@ export class FlagbaseClient {
   /** What `bootstrap` accepts: the definitions (local) or evaluations (client) in force. */
   snapshot() {
     if (this.options.mode === "local") {
-      return { seq: this.snapshotState.seq, flags: [...this.snapshotState.flags.values()] };
+      const flags = [...this.snapshotState.flags.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      return { seq: this.snapshotState.seq, flags };
     }
     return { flags: [...this.evaluations.values()] };
   }
@@ -218,14 +223,26 @@ export class FlagbaseClient {
     const parser = new SseParser();
     const reader = resp.body.getReader();
     const idle = this.options.idleTimeout;
+    // One listener per stream, not per chunk.
+    const signal = this.closed.signal;
+    let onAbort;
+    const aborted = new Promise((resolve) => {
+      onAbort = () => resolve({ done: true });
+      if (signal.aborted) onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+    try {
+      return await this.readChunks(reader, parser, idle, aborted, onEvent);
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  async readChunks(reader, parser, idle, aborted, onEvent) {
     for (;;) {
       let timer;
       const timeout = new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error("stream idle")), idle);
-      });
-      const aborted = new Promise((resolve) => {
-        if (this.closed.signal.aborted) resolve({ done: true });
-        this.closed.signal.addEventListener("abort", () => resolve({ done: true }), { once: true });
       });
       let chunk;
       try {
@@ -379,11 +396,14 @@ export class FlagbaseClient {
     this.emit(changes);
   }
 
-  /** The SSE entry the bulk response advertises, as an absolute URL. */
+  /**
+   * The SSE entry the bulk response advertises, as an absolute URL; Flagbase's
+   * own /ofrep/v1/events when none is advertised.
+   */
   changeStreamUrl() {
     const streams = Array.isArray(this.eventStreams) ? this.eventStreams : [];
     const sse = streams.find((s) => (s.type ?? "sse").toLowerCase() === "sse" && (s.url || s.endpoint));
-    if (!sse) return null;
+    if (!sse) return `${this.base}/ofrep/v1/events`;
     const url = sse.url ?? sse.endpoint;
     return new URL(typeof url === "string" ? url : url.path ?? "", `${this.base}/`).toString();
   }
@@ -392,19 +412,12 @@ export class FlagbaseClient {
     await this.reconnectLoop(async (connected) => {
       // Every (re)connect refetches: changes may have happened while away.
       await this.refetch();
-      settle(true);
       const url = this.changeStreamUrl();
-      if (!url) {
-        // The server advertises no change stream: the values stay as fetched.
-        this.setState("connected");
-        connected();
-        await sleep(2 ** 31 - 1, this.closed.signal);
-        return;
-      }
       const resp = await this.request(url, { headers: { Accept: "text/event-stream" }, signal: this.closed.signal });
       if (!resp.ok) throw await errorOf(resp);
       this.setState("connected");
       connected();
+      settle(true);
       await this.readStream(resp, async (ev) => {
         let data;
         try {

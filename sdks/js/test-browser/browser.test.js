@@ -58,13 +58,22 @@ async function serve(req, res) {
   for await (const c of req) chunks.push(c);
   const headers = { ...req.headers };
   delete headers.host;
+  // The upstream request ends with the page's: an open change stream must
+  // not outlive the browser (nor keep this process alive).
+  const upstreamDone = new AbortController();
+  res.on("close", () => upstreamDone.abort());
   const resp = await fetch(`${upstream}${req.url}`, {
     method: req.method,
     headers,
     body: chunks.length ? Buffer.concat(chunks) : undefined,
+    signal: upstreamDone.signal,
   });
-  res.writeHead(resp.status, Object.fromEntries(resp.headers));
-  if (resp.body) Readable.fromWeb(resp.body).pipe(res);
+  const out = Object.fromEntries(resp.headers);
+  delete out["transfer-encoding"];
+  delete out["content-length"];
+  delete out["content-encoding"];
+  res.writeHead(resp.status, out);
+  if (resp.body) Readable.fromWeb(resp.body).on("error", () => res.destroy()).pipe(res);
   else res.end();
 }
 
