@@ -10,23 +10,41 @@
 
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
-const encoder = new TextEncoder();
 
-/** FNV-1a-32 of `bytes`, continuing from state `h`. */
-function fnvBytes(h, bytes) {
-  for (let i = 0; i < bytes.length; i++) {
-    h = Math.imul(h ^ bytes[i], FNV_PRIME) >>> 0;
-  }
-  return h;
-}
+const mix = (h, b) => Math.imul(h ^ b, FNV_PRIME) >>> 0;
 
-/** FNV-1a-32 of the UTF-8 bytes of `text`, continuing from `h`. */
+/**
+ * FNV-1a-32 of the UTF-8 bytes of `text`, continuing from `h`. The bytes are
+ * produced inline (no TextEncoder allocation per check); a lone surrogate
+ * hashes as U+FFFD, as TextEncoder would encode it.
+ */
 function fnvText(h, text) {
-  // ASCII needs no encoder (the common case on the hot path).
   for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c > 0x7f) return fnvBytes(h, encoder.encode(text.slice(i)));
-    h = Math.imul(h ^ c, FNV_PRIME) >>> 0;
+    let c = text.charCodeAt(i);
+    if (c < 0x80) {
+      h = mix(h, c);
+      continue;
+    }
+    if (c < 0x800) {
+      h = mix(mix(h, 0xc0 | (c >> 6)), 0x80 | (c & 0x3f));
+      continue;
+    }
+    if (c >= 0xd800 && c <= 0xdfff) {
+      const next = text.charCodeAt(i + 1);
+      if (c <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (next - 0xdc00);
+        i++;
+        h = mix(h, 0xf0 | (c >> 18));
+        h = mix(h, 0x80 | ((c >> 12) & 0x3f));
+        h = mix(h, 0x80 | ((c >> 6) & 0x3f));
+        h = mix(h, 0x80 | (c & 0x3f));
+        continue;
+      }
+      c = 0xfffd;
+    }
+    h = mix(h, 0xe0 | (c >> 12));
+    h = mix(h, 0x80 | ((c >> 6) & 0x3f));
+    h = mix(h, 0x80 | (c & 0x3f));
   }
   return h;
 }
@@ -59,10 +77,22 @@ function positionOf(h, fraction) {
 
 const ASCII = /^[\x00-\x7f]*$/;
 
+// Rules testing one attribute fold the same context string again and again
+// within one evaluation: the last answer is kept.
+let lastIn = "";
+let lastOut = "";
+
 export function fold(s) {
-  if (ASCII.test(s)) return s.toLowerCase();
-  let out = "";
-  for (const ch of s) out += ch.toLowerCase();
+  if (s === lastIn) return lastOut;
+  let out;
+  if (ASCII.test(s)) {
+    out = s.toLowerCase();
+  } else {
+    out = "";
+    for (const ch of s) out += ch.toLowerCase();
+  }
+  lastIn = s;
+  lastOut = out;
   return out;
 }
 
@@ -541,8 +571,9 @@ export function evaluateFlag(f, ctx) {
     const uid = userIdOf(ctx);
     if (uid !== undefined && f.targeted.has(uid)) return result(f.on.value, f.on.variant, "TARGETING_MATCH");
   }
-  for (const rule of f.rules) {
-    if (rule.conds.every((c) => c(ctx))) return result(rule.served.value, rule.served.variant, "TARGETING_MATCH");
+  rules: for (const rule of f.rules) {
+    for (const c of rule.conds) if (!c(ctx)) continue rules;
+    return result(rule.served.value, rule.served.variant, "TARGETING_MATCH");
   }
   if (f.split) {
     const bv = bucketValue(ctx, f.bucketBy);

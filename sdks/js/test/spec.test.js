@@ -59,3 +59,10 @@ test("non-ASCII ids hash their UTF-8 bytes, not UTF-16 units", () => {
     assert.equal(fnv1a32(`flag:${id}`), reference(`flag:${id}`), id);
   }
 });
+
+test("inline UTF-8 hashing equals hashing TextEncoder's bytes, lone surrogates included", () => {
+  const reference = (s) => [...new TextEncoder().encode(s)].reduce((h, b) => Math.imul(h ^ b, 0x01000193) >>> 0, 0x811c9dc5);
+  for (const s of ["", "a", "\u007f\u0080", "\u07ff\u0800", "\uffff", "😀x", "\ud800", "a\udc00b", "\ud83d", "ß-Ω-中-𝄞"]) {
+    assert.equal(fnv1a32(s), reference(s), JSON.stringify(s));
+  }
+});
