@@ -10,10 +10,8 @@
 //! all lead to a reconnect after a backoff with jitter. Meanwhile the last
 //! known definitions keep serving.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -125,26 +123,8 @@ struct Defs {
 
 type Listener = Arc<dyn Fn(&Change) + Send + Sync>;
 
-/// Client ids for [`CACHE`].
-static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
-
-/// This thread's pointer to the definitions of the last client it used.
-struct CacheEntry {
-    client: u64,
-    generation: u64,
-    defs: Arc<Defs>,
-}
-
-thread_local! {
-    static CACHE: RefCell<Option<CacheEntry>> = const { RefCell::new(None) };
-}
-
 struct Shared {
-    /// Unique per client (never reused, unlike an address), for [`CACHE`].
-    id: u64,
     defs: ArcSwap<Defs>,
-    /// Bumped after every store to `defs`.
-    generation: AtomicU64,
     /// Whether `defs` came from the server (or only from a bootstrap file).
     state: watch::Sender<ConnectionState>,
     listeners: Mutex<Vec<Listener>>,
@@ -176,8 +156,6 @@ impl LocalClient {
         };
         let has_bootstrap = bootstrap.is_some();
         let shared = Arc::new(Shared {
-            id: NEXT_CLIENT.fetch_add(1, Ordering::Relaxed),
-            generation: AtomicU64::new(0),
             defs: ArcSwap::from_pointee(bootstrap.unwrap_or_else(|| Defs {
                 seq: 0,
                 flags: BTreeMap::new(),
@@ -217,64 +195,32 @@ impl LocalClient {
     /// and non-boolean values).
     #[inline]
     pub fn is_enabled(&self, key: &str, ctx: &Context) -> bool {
-        self.with_defs(|d| matches!(d.snapshot.evaluate(key, ctx).value, Value::Bool(true)))
+        let defs = self.shared.defs.load();
+        matches!(defs.snapshot.evaluate(key, ctx).value, Value::Bool(true))
     }
 
     /// The variant served to `ctx`, when the value came from a named variant.
     pub fn variant(&self, key: &str, ctx: &Context) -> Option<String> {
-        self.with_defs(|d| d.snapshot.evaluate(key, ctx).variant.map(str::to_string))
+        let defs = self.shared.defs.load();
+        defs.snapshot.evaluate(key, ctx).variant.map(str::to_string)
     }
 
     /// The value served to `ctx` (`null` for an unknown flag).
     pub fn value(&self, key: &str, ctx: &Context) -> Value {
-        self.with_defs(|d| d.snapshot.evaluate(key, ctx).value.clone())
+        let defs = self.shared.defs.load();
+        defs.snapshot.evaluate(key, ctx).value.clone()
     }
 
     /// The whole evaluation, shaped as the REST API returns it.
     pub fn evaluate(&self, key: &str, ctx: &Context) -> Evaluation {
-        self.with_defs(|d| {
-            let e = d.snapshot.evaluate(key, ctx);
-            Evaluation {
-                key: key.to_string(),
-                value: e.value.clone(),
-                variant: e.variant.map(str::to_string),
-                reason: e.reason.as_str().to_string(),
-                error_code: e.error_code.map(|c| c.as_str().to_string()),
-            }
-        })
-    }
-
-    /// Runs `f` on the definitions in force, through this thread's cached
-    /// pointer to them. A check then costs one atomic load (the generation)
-    /// beside the evaluation itself, instead of an `ArcSwap` guard (which
-    /// measured 20-30 ns, more than the engine takes for a plain flag).
-    /// Each thread keeps one entry, for the last client it used; it holds
-    /// that client's definitions until the thread next evaluates.
-    #[inline]
-    fn with_defs<R>(&self, f: impl FnOnce(&Defs) -> R) -> R {
-        let generation = self.shared.generation.load(Ordering::Acquire);
-        let id = self.shared.id;
-        let mut f = Some(f);
-        // Hit: evaluate under the shared borrow, no reference count touched
-        // (threads evaluating at once never write one cache line).
-        let hit = CACHE.with(|c| match &*c.borrow() {
-            Some(e) if e.client == id && e.generation == generation => f.take().map(|f| f(&e.defs)),
-            _ => None,
-        });
-        if let Some(r) = hit {
-            return r;
-        }
-        let defs = self.shared.defs.load_full();
-        CACHE.with(|c| {
-            *c.borrow_mut() = Some(CacheEntry {
-                client: id,
-                generation,
-                defs: defs.clone(),
-            })
-        });
-        match f.take() {
-            Some(f) => f(&defs),
-            None => unreachable!("f runs at most once: only a hit takes it"),
+        let defs = self.shared.defs.load();
+        let e = defs.snapshot.evaluate(key, ctx);
+        Evaluation {
+            key: key.to_string(),
+            value: e.value.clone(),
+            variant: e.variant.map(str::to_string),
+            reason: e.reason.as_str().to_string(),
+            error_code: e.error_code.map(|c| c.as_str().to_string()),
         }
     }
 
@@ -612,7 +558,6 @@ fn apply(shared: &Shared, event: &Event) -> Result<()> {
     };
     // Only this task writes `defs`, so load-then-store loses nothing.
     shared.defs.store(Arc::new(next));
-    shared.generation.fetch_add(1, Ordering::Release);
     let listeners: Vec<Listener> = lock(&shared.listeners).clone();
     for c in &changes {
         for f in &listeners {
