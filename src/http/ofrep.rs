@@ -23,6 +23,7 @@ use super::flag_routes::{condition, Condition};
 use super::AppState;
 use crate::error::Error;
 use crate::evaluation_context;
+use crate::iam::Caller;
 
 /// The schema's reason enum is `STATIC`, `TARGETING_MATCH`, `SPLIT`,
 /// `DISABLED`, `UNKNOWN`. The engine's `DEFAULT` (the flag has targeting,
@@ -178,6 +179,46 @@ struct Metadata {}
 #[derive(Serialize)]
 struct Bulk<'a> {
     flags: Vec<Item<'a>>,
+    /// OFREP change notifications (ADR-0008), for client tokens.
+    #[serde(rename = "eventStreams", skip_serializing_if = "Option::is_none")]
+    event_streams: Option<Value>,
+}
+
+/// The change stream a client token's provider should follow: our own
+/// `GET /ofrep/v1/events` as a structured endpoint without an origin (the
+/// provider puts its OFREP base URL's origin in front, which also works
+/// behind a proxy), carrying the token (an `EventSource` cannot send
+/// headers; a client token is public by design) and the change number the
+/// answer reflects, so a change landing between this answer and the
+/// connection is still announced. Only for client tokens: a session's JWT
+/// or a server token does not belong in a URL.
+fn event_streams(caller: &Caller, headers: &HeaderMap, seen: u64) -> Option<Value> {
+    if !caller.is_client() {
+        return None;
+    }
+    let presented = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once(' ').map(|(_, t)| t))
+        })?
+        .trim();
+    // An `fbk_` token is URL-safe as it is; anything else is not ours.
+    if !presented
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return None;
+    }
+    Some(json!([{
+        "type": "sse",
+        "endpoint": {
+            "requestUri": format!("/ofrep/v1/events?token={presented}&last_event_id={seen}")
+        }
+    }]))
 }
 
 #[derive(Serialize)]
@@ -283,6 +324,9 @@ pub async fn evaluate_all(
         Err(response) => return Ok(*response),
     };
     let ctx = evaluation_context::resolve(&caller, ctx, None)?.context;
+    // Read before the snapshot: the hub follows the snapshot, so the answer
+    // reflects at least every change up to `seen`.
+    let seen = state.stream.head();
     let live = state.flags.live();
     // A session evaluates for its person (the context rule), so its answer
     // depends on who is asking and with which role, not only on the body.
@@ -326,7 +370,11 @@ pub async fn evaluate_all(
         .flags()
         .map(|f| item(Some(f), f.key(), &f.evaluate(&ctx)))
         .collect();
-    let mut response = axum::Json(Bulk { flags }).into_response();
+    let mut response = axum::Json(Bulk {
+        flags,
+        event_streams: event_streams(&caller, &headers, seen),
+    })
+    .into_response();
     response.headers_mut().insert(header::ETAG, etag);
     Ok(response)
 }

@@ -19,3 +19,4 @@ mod sdk_js_live;
 mod sdk_rust;
 mod sdk_rust_stream;
 mod store_contract;
+mod stream;
