@@ -404,8 +404,13 @@ export class FlagbaseClient {
     const streams = Array.isArray(this.eventStreams) ? this.eventStreams : [];
     const sse = streams.find((s) => (s.type ?? "sse").toLowerCase() === "sse" && (s.url || s.endpoint));
     if (!sse) return `${this.base}/ofrep/v1/events`;
-    const url = sse.url ?? sse.endpoint;
-    return new URL(typeof url === "string" ? url : url.path ?? "", `${this.base}/`).toString();
+    // ADR-0008: `endpoint` is {origin?, requestUri}; without an origin the
+    // OFREP base URL's origin goes in front. A plain `url` string is read too.
+    const endpoint = sse.endpoint;
+    if (endpoint && typeof endpoint === "object") {
+      return new URL(endpoint.requestUri ?? "/ofrep/v1/events", endpoint.origin ?? new URL(this.base).origin).toString();
+    }
+    return new URL(sse.url ?? endpoint, `${this.base}/`).toString();
   }
 
   async runClient(settle) {
