@@ -14,7 +14,8 @@ use flagbase_sdk::{Context, LocalClient, LocalOptions};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("FLAGBASE_URL").unwrap_or_else(|_| "http://localhost:8080".into());
-    let token = std::env::var("FLAGBASE_TOKEN").map_err(|_| "set FLAGBASE_TOKEN (a server token)")?;
+    let token =
+        std::env::var("FLAGBASE_TOKEN").map_err(|_| "set FLAGBASE_TOKEN (a server token)")?;
     let key = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "new-checkout-ui".into());

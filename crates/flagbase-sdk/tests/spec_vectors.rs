@@ -36,7 +36,10 @@ async fn every_evaluation_vector() {
             options.init_timeout = Duration::from_secs(5);
             options.backoff_min = Duration::from_secs(60);
             let sdk = LocalClient::init(options).await.expect(&what);
-            let key = case["key"].as_str().or(case["flag"]["key"].as_str()).unwrap();
+            let key = case["key"]
+                .as_str()
+                .or(case["flag"]["key"].as_str())
+                .unwrap();
             let ctx = Context::from_json(case["context"].clone()).expect(&what);
             let e = sdk.evaluate(key, &ctx);
             let want = &case["expected"];
@@ -65,8 +68,7 @@ fn same_number_aware(a: &Value, b: &Value) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x
-                    .iter()
+                && x.iter()
                     .all(|(k, v)| y.get(k).is_some_and(|w| same_number_aware(v, w)))
         }
         _ => a == b,
