@@ -7,8 +7,11 @@
 #   * `nats-server` (Debian package, /usr/sbin/nats-server): the bus tests
 #     run it as the external server and as the reference for side-by-side
 #     protocol checks
+#   * Debian's `chromium` and the Node packages in sdks/js/test-browser
+#     (playwright-core), for the JavaScript SDK's headless browser test
 # The OpenFeature interop tests (tests/interop/, run by
-# tests/integration/ofrep_interop.rs) use the last two.
+# tests/integration/ofrep_interop.rs) use the Node and Python packages;
+# tests/integration/sdk_js.rs uses Chromium and playwright-core.
 #
 # Idempotent and silent when everything is already in place. If something
 # cannot be installed it prints exactly what is missing and exits 1.
@@ -19,6 +22,9 @@ NODE_DIR=tests/interop/node
 REQUIREMENTS=tests/interop/python/requirements.txt
 STAMP=$NODE_DIR/node_modules/.flagbase-lock.sha256
 MIN_NODE=18
+BROWSER_DIR=sdks/js/test-browser
+BROWSER_STAMP=$BROWSER_DIR/node_modules/.flagbase-lock.sha256
+CHROMIUM=/usr/bin/chromium
 
 missing=()
 
@@ -57,6 +63,10 @@ check_tools() {
         apt_packages+=(nats-server)
         tool_problems+=("nats-server at /usr/sbin/nats-server: install it (Debian: apt-get install nats-server)")
     fi
+    if [[ ! -x "$CHROMIUM" ]]; then
+        apt_packages+=(chromium)
+        tool_problems+=("Chromium at $CHROMIUM: install it (Debian: apt-get install chromium)")
+    fi
     if command -v python3 >/dev/null 2>&1; then
         if python3 -m pip --version >/dev/null 2>&1; then
             python_ok=true
@@ -94,6 +104,19 @@ if $node_ok; then
             echo "$lock_hash" >"$STAMP"
         else
             missing+=("the Node packages: \`npm ci\` failed in $NODE_DIR (see above)")
+        fi
+    fi
+fi
+
+# --- Node packages for the browser test ---------------------------------
+if $node_ok; then
+    lock_hash=$(sha256sum "$BROWSER_DIR/package-lock.json" | cut -d' ' -f1)
+    if [[ ! -f "$BROWSER_STAMP" || "$(cat "$BROWSER_STAMP")" != "$lock_hash" ]]; then
+        echo "installing playwright-core (npm ci in $BROWSER_DIR)"
+        if (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+            echo "$lock_hash" >"$BROWSER_STAMP"
+        else
+            missing+=("playwright-core: \`npm ci\` failed in $BROWSER_DIR (see above)")
         fi
     fi
 fi

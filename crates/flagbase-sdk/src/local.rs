@@ -1,0 +1,576 @@
+//! The local-evaluation client: every flag definition in memory, kept
+//! current through `GET /api/v1/stream`, evaluated in process by the engine.
+//!
+//! Stream rules (the server's side is documented in the README's "Flag
+//! stream" section): the first connection gets a `snapshot`; every later
+//! one sends `Last-Event-ID` (the sequence number of the last change
+//! applied) and gets either exactly the missed changes or a fresh
+//! `snapshot`. A `resync` event, a closed connection, an error or a silence
+//! longer than [`LocalOptions::idle_timeout`] (heartbeats arrive every 15 s)
+//! all lead to a reconnect after a backoff with jitter. Meanwhile the last
+//! known definitions keep serving.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use flagbase_engine::{compile, Context, FlagSpec, Snapshot};
+use rand::Rng;
+use reqwest::{header, Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::remote::{check, Client, Evaluation};
+use crate::sse::{Event, Parser};
+
+/// How to connect and what to do while the server is away.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// The server, e.g. `http://localhost:8080`.
+    pub base_url: String,
+    /// A `server` API token (or a session JWT).
+    pub token: String,
+    /// A file written by [`LocalClient::save_bootstrap`]: when the server
+    /// cannot be reached at `init`, these definitions serve until it can.
+    /// A missing file is not an error (first start).
+    pub bootstrap: Option<PathBuf>,
+    /// How long `init` waits for the first snapshot.
+    pub init_timeout: Duration,
+    /// First reconnect delay; doubles per failed attempt up to `backoff_max`.
+    /// Each delay is drawn at random from its upper half (jitter), so a
+    /// fleet of clients does not reconnect in step after a restart.
+    pub backoff_min: Duration,
+    /// Longest reconnect delay.
+    pub backoff_max: Duration,
+    /// A connection silent for this long (no event, no heartbeat) is
+    /// considered dead and replaced.
+    pub idle_timeout: Duration,
+}
+
+impl LocalOptions {
+    /// Defaults: 10 s to initialise, backoff 250 ms to 30 s, 45 s idle
+    /// timeout (three missed heartbeats), no bootstrap file.
+    pub fn new(base_url: impl Into<String>, token: impl Into<String>) -> Self {
+        LocalOptions {
+            base_url: base_url.into(),
+            token: token.into(),
+            bootstrap: None,
+            init_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(45),
+        }
+    }
+
+    /// Sets the bootstrap file.
+    pub fn bootstrap(mut self, path: impl Into<PathBuf>) -> Self {
+        self.bootstrap = Some(path.into());
+        self
+    }
+}
+
+/// Where the client's link to the server stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Connecting (first time, or again after a failure).
+    Connecting,
+    /// The stream is open: definitions are current.
+    Connected,
+    /// The stream is down; the last known definitions serve, and the client
+    /// keeps reconnecting.
+    Disconnected,
+    /// The server refused the credential (401/403); the client retries at
+    /// the longest backoff in case the token comes back.
+    Rejected,
+    /// [`LocalClient::close`] was called.
+    Closed,
+}
+
+/// What happened to one flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Created, updated or toggled: the new definition is in place.
+    Updated,
+    /// Deleted.
+    Deleted,
+}
+
+/// One flag change, as passed to [`LocalClient::on_change`] after it is
+/// applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The flag key.
+    pub key: String,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The change's number in the server's commit sequence.
+    pub seq: u64,
+}
+
+/// The definitions in force.
+struct Defs {
+    /// Sequence number of the last change applied (`Last-Event-ID`).
+    seq: u64,
+    /// Each flag as the API shows it (for change detection and bootstrap).
+    flags: BTreeMap<String, Value>,
+    snapshot: Snapshot,
+}
+
+type Listener = Arc<dyn Fn(&Change) + Send + Sync>;
+
+struct Shared {
+    defs: ArcSwap<Defs>,
+    /// Whether `defs` came from the server (or only from a bootstrap file).
+    state: watch::Sender<ConnectionState>,
+    listeners: Mutex<Vec<Listener>>,
+}
+
+/// A client that evaluates locally. Dropping it stops its stream.
+pub struct LocalClient {
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl LocalClient {
+    /// Loads the definitions (from the stream's first snapshot, or from the
+    /// bootstrap file when the server cannot be reached in
+    /// `init_timeout`), then keeps them current in the background.
+    ///
+    /// Fails when the server refuses the credential, or when it cannot be
+    /// reached and there is no bootstrap file.
+    pub async fn init(options: LocalOptions) -> Result<LocalClient> {
+        // No overall timeout: the stream stays open. Connecting has one.
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| Error::Invalid(format!("HTTP client: {e}")))?;
+        let client = Client::with_http(http, &options.base_url, &options.token)?;
+        let bootstrap = match &options.bootstrap {
+            Some(path) => read_bootstrap(path).await?,
+            None => None,
+        };
+        let has_bootstrap = bootstrap.is_some();
+        let shared = Arc::new(Shared {
+            defs: ArcSwap::from_pointee(bootstrap.unwrap_or_else(|| Defs {
+                seq: 0,
+                flags: BTreeMap::new(),
+                snapshot: Snapshot::new(),
+            })),
+            state: watch::Sender::new(ConnectionState::Connecting),
+            listeners: Mutex::new(Vec::new()),
+        });
+        let (first_tx, first_rx) = oneshot::channel();
+        let task = tokio::spawn(run(shared.clone(), client, options.clone(), Some(first_tx)));
+        let this = LocalClient { shared, task };
+        let outcome = tokio::time::timeout(options.init_timeout, first_rx).await;
+        let failure = match outcome {
+            Ok(Ok(Ok(()))) => return Ok(this),
+            Ok(Ok(Err(e))) => e,
+            Ok(Err(_)) => Error::Unavailable("the stream task stopped".into()),
+            Err(_) => Error::Unavailable(format!(
+                "no snapshot from {} within {:?}",
+                options.base_url, options.init_timeout
+            )),
+        };
+        let refused = matches!(
+            failure,
+            Error::Api {
+                status: 401 | 403,
+                ..
+            }
+        );
+        if has_bootstrap && !refused {
+            return Ok(this);
+        }
+        this.task.abort();
+        Err(failure)
+    }
+
+    /// Whether boolean flag `key` is on for `ctx` (false for unknown flags
+    /// and non-boolean values).
+    #[inline]
+    pub fn is_enabled(&self, key: &str, ctx: &Context) -> bool {
+        let defs = self.shared.defs.load();
+        matches!(defs.snapshot.evaluate(key, ctx).value, Value::Bool(true))
+    }
+
+    /// The variant served to `ctx`, when the value came from a named variant.
+    pub fn variant(&self, key: &str, ctx: &Context) -> Option<String> {
+        let defs = self.shared.defs.load();
+        defs.snapshot.evaluate(key, ctx).variant.map(str::to_string)
+    }
+
+    /// The value served to `ctx` (`null` for an unknown flag).
+    pub fn value(&self, key: &str, ctx: &Context) -> Value {
+        let defs = self.shared.defs.load();
+        defs.snapshot.evaluate(key, ctx).value.clone()
+    }
+
+    /// The whole evaluation, shaped as the REST API returns it.
+    pub fn evaluate(&self, key: &str, ctx: &Context) -> Evaluation {
+        let defs = self.shared.defs.load();
+        let e = defs.snapshot.evaluate(key, ctx);
+        Evaluation {
+            key: key.to_string(),
+            value: e.value.clone(),
+            variant: e.variant.map(str::to_string),
+            reason: e.reason.as_str().to_string(),
+            error_code: e.error_code.map(|c| c.as_str().to_string()),
+        }
+    }
+
+    /// Calls `f` after each flag change is applied (on the stream's task:
+    /// keep it short). A fresh snapshot reports every flag that differs.
+    pub fn on_change(&self, f: impl Fn(&Change) + Send + Sync + 'static) {
+        lock(&self.shared.listeners).push(Arc::new(f));
+    }
+
+    /// The connection state now.
+    pub fn state(&self) -> ConnectionState {
+        *self.shared.state.borrow()
+    }
+
+    /// A receiver that sees every state change (`changed().await`).
+    pub fn watch_state(&self) -> watch::Receiver<ConnectionState> {
+        self.shared.state.subscribe()
+    }
+
+    /// The sequence number of the last change applied (0 before any).
+    pub fn seq(&self) -> u64 {
+        self.shared.defs.load().seq
+    }
+
+    /// Every flag held, as the API shows it, sorted by key.
+    pub fn flags(&self) -> Vec<Value> {
+        self.shared.defs.load().flags.values().cloned().collect()
+    }
+
+    /// The keys of every flag held, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        self.shared.defs.load().flags.keys().cloned().collect()
+    }
+
+    /// Writes the definitions in force to `path` (atomically: a temporary
+    /// file beside it, then a rename), for a later offline start.
+    pub async fn save_bootstrap(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let defs = self.shared.defs.load_full();
+        let body = json!({"seq": defs.seq, "flags": defs.flags.values().collect::<Vec<_>>()});
+        let bytes = serde_json::to_vec(&body).map_err(|e| Error::Decode(e.to_string()))?;
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        tokio::fs::write(&tmp, bytes).await?;
+        tokio::fs::rename(&tmp, path).await?;
+        Ok(())
+    }
+
+    /// Stops the stream; evaluation keeps serving the last definitions.
+    pub fn close(&self) {
+        self.task.abort();
+        self.shared.state.send_replace(ConnectionState::Closed);
+    }
+}
+
+impl Drop for LocalClient {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking listener must not stop later notifications.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The definition fields of a flag as the API shows it: server-kept
+/// metadata (`version`, timestamps, `updated_by`, and whatever a newer
+/// server adds) is dropped, so the engine's strict reader accepts it.
+fn spec_of(flag: &Value) -> Result<FlagSpec> {
+    const SPEC_FIELDS: [&str; 11] = [
+        "key",
+        "name",
+        "description",
+        "enabled",
+        "type",
+        "default_value",
+        "variants",
+        "rules",
+        "rollout_percentage",
+        "targeted_users",
+        "bucket_by",
+    ];
+    let Value::Object(map) = flag else {
+        return Err(Error::Decode("a flag is not an object".into()));
+    };
+    let spec: Map<String, Value> = map
+        .iter()
+        .filter(|(k, _)| SPEC_FIELDS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    serde_json::from_value(Value::Object(spec)).map_err(|e| Error::Decode(format!("flag: {e}")))
+}
+
+/// Definitions from a list of flags (a snapshot or a bootstrap file).
+fn defs_of(seq: u64, flags: Vec<Value>) -> Result<Defs> {
+    let mut specs = Vec::with_capacity(flags.len());
+    let mut by_key = BTreeMap::new();
+    for flag in flags {
+        let spec = spec_of(&flag)?;
+        by_key.insert(spec.key.clone(), flag);
+        specs.push(spec);
+    }
+    let snapshot = Snapshot::from_specs(specs).map_err(|e| Error::Decode(e.to_string()))?;
+    Ok(Defs {
+        seq,
+        flags: by_key,
+        snapshot,
+    })
+}
+
+#[derive(Deserialize)]
+struct SnapshotData {
+    seq: u64,
+    flags: Vec<Value>,
+}
+
+async fn read_bootstrap(path: &Path) -> Result<Option<Defs>> {
+    let bytes = match tokio::fs::read(path).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let data: SnapshotData = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Decode(format!("{}: {e}", path.display())))?;
+    defs_of(data.seq, data.flags).map(Some)
+}
+
+/// What ended one connection.
+enum End {
+    /// The server sent `resync`, or closed the stream: reconnect soon.
+    Resync,
+    /// A failure: reconnect after the next backoff step.
+    Failed(Error),
+}
+
+/// The stream task: connect, apply, reconnect, forever.
+async fn run(
+    shared: Arc<Shared>,
+    client: Client,
+    options: LocalOptions,
+    mut first: Option<oneshot::Sender<Result<()>>>,
+) {
+    let mut attempt: u32 = 0;
+    // Set once a snapshot from this server is applied: only then is there
+    // a position to resume from (bootstrap definitions are replaced whole).
+    let mut resumable = false;
+    loop {
+        let end = connect_once(
+            &shared,
+            &client,
+            &options,
+            &mut first,
+            &mut attempt,
+            &mut resumable,
+        )
+        .await;
+        let delay = match end {
+            End::Resync => {
+                shared.state.send_replace(ConnectionState::Connecting);
+                jitter(options.backoff_min)
+            }
+            End::Failed(e) => {
+                let rejected = matches!(
+                    e,
+                    Error::Api {
+                        status: 401 | 403,
+                        ..
+                    }
+                );
+                shared.state.send_replace(if rejected {
+                    ConnectionState::Rejected
+                } else {
+                    ConnectionState::Disconnected
+                });
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(Err(e));
+                }
+                if rejected {
+                    jitter(options.backoff_max)
+                } else {
+                    let step = options
+                        .backoff_min
+                        .saturating_mul(2u32.saturating_pow(attempt.min(16)));
+                    attempt = attempt.saturating_add(1);
+                    jitter(step.min(options.backoff_max))
+                }
+            }
+        };
+        tokio::time::sleep(delay).await;
+        if *shared.state.borrow() != ConnectionState::Rejected {
+            shared.state.send_replace(ConnectionState::Connecting);
+        }
+    }
+}
+
+/// A delay drawn from `[d/2, d]`.
+fn jitter(d: Duration) -> Duration {
+    let half = d / 2;
+    half + half.mul_f64(rand::rng().random::<f64>())
+}
+
+async fn connect_once(
+    shared: &Shared,
+    client: &Client,
+    options: &LocalOptions,
+    first: &mut Option<oneshot::Sender<Result<()>>>,
+    attempt: &mut u32,
+    resumable: &mut bool,
+) -> End {
+    let mut req = client
+        .request(Method::GET, "/api/v1/stream")
+        .header(header::ACCEPT, "text/event-stream");
+    if *resumable {
+        req = req.header("Last-Event-ID", shared.defs.load().seq.to_string());
+    }
+    let resp = match tokio::time::timeout(options.idle_timeout, req.send()).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return End::Failed(e.into()),
+        Err(_) => return End::Failed(Error::Transport("connect timed out".into())),
+    };
+    let mut resp = match check(resp).await {
+        Ok(r) if r.status() == StatusCode::OK => r,
+        Ok(r) => {
+            return End::Failed(Error::Decode(format!(
+                "stream answered {}",
+                r.status().as_u16()
+            )))
+        }
+        Err(e) => return End::Failed(e),
+    };
+    if *resumable {
+        // A resumed stream may stay silent (nothing missed): the open
+        // response is what says the definitions are current.
+        shared.state.send_replace(ConnectionState::Connected);
+        *attempt = 0;
+    }
+    let mut parser = Parser::new();
+    loop {
+        let chunk = match tokio::time::timeout(options.idle_timeout, resp.chunk()).await {
+            Ok(Ok(Some(c))) => c,
+            Ok(Ok(None)) => return End::Resync,
+            Ok(Err(e)) => return End::Failed(e.into()),
+            Err(_) => return End::Failed(Error::Transport("stream idle".into())),
+        };
+        let parsed = match parser.feed(&chunk) {
+            Ok(p) => p,
+            Err(e) => return End::Failed(Error::Decode(e.to_string())),
+        };
+        for event in parsed.events {
+            if event.event == "resync" {
+                return End::Resync;
+            }
+            if let Err(e) = apply(shared, &event) {
+                return End::Failed(e);
+            }
+            if event.event == "snapshot" {
+                *resumable = true;
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(Ok(()));
+                }
+                shared.state.send_replace(ConnectionState::Connected);
+                *attempt = 0;
+            }
+        }
+    }
+}
+
+/// Applies one stream event and tells the listeners.
+fn apply(shared: &Shared, event: &Event) -> Result<()> {
+    let bad = |e: serde_json::Error| Error::Decode(format!("{} event: {e}", event.event));
+    let current = shared.defs.load_full();
+    let (next, changes) = match event.event.as_str() {
+        "snapshot" => {
+            let data: SnapshotData = serde_json::from_str(&event.data).map_err(bad)?;
+            let next = defs_of(data.seq, data.flags)?;
+            let mut changes: Vec<Change> = next
+                .flags
+                .iter()
+                .filter(|(k, v)| current.flags.get(*k) != Some(*v))
+                .map(|(k, _)| change(k, ChangeKind::Updated, data.seq))
+                .collect();
+            changes.extend(
+                current
+                    .flags
+                    .keys()
+                    .filter(|k| !next.flags.contains_key(*k))
+                    .map(|k| change(k, ChangeKind::Deleted, data.seq)),
+            );
+            (next, changes)
+        }
+        "flag_updated" => {
+            #[derive(Deserialize)]
+            struct Updated {
+                seq: u64,
+                flag: Value,
+            }
+            let data: Updated = serde_json::from_str(&event.data).map_err(bad)?;
+            if data.seq <= current.seq {
+                return Ok(());
+            }
+            let spec = spec_of(&data.flag)?;
+            let key = spec.key.clone();
+            let compiled = compile(spec).map_err(|e| Error::Decode(format!("flag {key}: {e}")))?;
+            let mut flags = current.flags.clone();
+            flags.insert(key.clone(), data.flag);
+            let next = Defs {
+                seq: data.seq,
+                flags,
+                snapshot: current.snapshot.with_flag(Arc::new(compiled)),
+            };
+            (next, vec![change(&key, ChangeKind::Updated, data.seq)])
+        }
+        "flag_deleted" => {
+            #[derive(Deserialize)]
+            struct Deleted {
+                seq: u64,
+                key: String,
+            }
+            let data: Deleted = serde_json::from_str(&event.data).map_err(bad)?;
+            if data.seq <= current.seq {
+                return Ok(());
+            }
+            let mut flags = current.flags.clone();
+            flags.remove(&data.key);
+            let next = Defs {
+                seq: data.seq,
+                flags,
+                snapshot: current.snapshot.without_flag(&data.key),
+            };
+            (next, vec![change(&data.key, ChangeKind::Deleted, data.seq)])
+        }
+        // Unknown events are for newer clients.
+        _ => return Ok(()),
+    };
+    // Only this task writes `defs`, so load-then-store loses nothing.
+    shared.defs.store(Arc::new(next));
+    let listeners: Vec<Listener> = lock(&shared.listeners).clone();
+    for c in &changes {
+        for f in &listeners {
+            f(c);
+        }
+    }
+    Ok(())
+}
+
+fn change(key: &str, kind: ChangeKind, seq: u64) -> Change {
+    Change {
+        key: key.to_string(),
+        kind,
+        seq,
+    }
+}
