@@ -25,6 +25,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub events: EventsConfig,
     pub log: LogConfig,
+    pub gateway: GatewayConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -151,6 +152,22 @@ impl<'de> Deserialize<'de> for AllowAnonymous {
     }
 }
 
+/// The `/gateway` reverse proxy.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The sticky bucketing cookie given to anonymous visitors.
+    pub cookie_name: String,
+    /// Addresses or CIDR blocks (`10.0.0.0/8`) whose `X-Forwarded-*`
+    /// headers are believed; everyone else's are replaced.
+    pub trusted_proxies: Vec<String>,
+    /// Largest request body proxied, in bytes (streamed, never buffered).
+    pub max_body_bytes: u64,
+    /// Routes created (or brought back to this definition) at start, as
+    /// actor `config`.
+    pub routes: Vec<crate::gateway::RouteSpec>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -203,6 +220,12 @@ impl Default for Config {
             log: LogConfig {
                 level: "info".into(),
                 format: "pretty".into(),
+            },
+            gateway: GatewayConfig {
+                cookie_name: "fb_bucket".into(),
+                trusted_proxies: Vec::new(),
+                max_body_bytes: 1024 * 1024 * 1024,
+                routes: Vec::new(),
             },
         }
     }
@@ -435,6 +458,9 @@ impl Config {
                 "events.max_payload",
                 "must be between 1 and 67108864 (64 MiB)".into(),
             ));
+        }
+        if let Err((key, message)) = crate::gateway::validate_config(&self.gateway) {
+            return Err((key, message));
         }
         if !["debug", "info", "warn", "error"].contains(&self.log.level.as_str()) {
             return Err((

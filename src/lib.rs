@@ -7,6 +7,7 @@ pub mod duration;
 pub mod error;
 pub mod events;
 pub mod flags;
+pub mod gateway;
 pub mod http;
 pub mod iam;
 pub mod logging;

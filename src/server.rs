@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::events::{self, ChangeFeed};
 use crate::flags::Flags;
+use crate::gateway::Gateway;
 use crate::http::{self, AppState, HttpOptions, ServeOptions};
 use crate::iam::Iam;
 use crate::storage::sqlite::{OpenError, SqliteOptions};
@@ -38,6 +39,8 @@ pub enum StartError {
     Iam(crate::error::Error),
     #[error("cannot load flags: {0}")]
     Flags(crate::error::Error),
+    #[error("cannot load gateway routes: {0}")]
+    Gateway(crate::error::Error),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -63,11 +66,13 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         readers: config.database.readers,
         busy_timeout: config.database.busy_timeout.get(),
     };
-    let store: Arc<dyn Store> = Arc::new(
+    let sqlite = Arc::new(
         tokio::task::spawn_blocking(move || SqliteStore::open(&db_options))
             .await
             .expect("database open task")?,
     );
+    let store: Arc<dyn Store> = sqlite.clone();
+    let gateway_store: Arc<dyn crate::storage::gateway::GatewayStore> = sqlite;
     // The change feed every service publishes its committed changes to.
     let feed = Arc::new(ChangeFeed::default());
     let iam = Arc::new(
@@ -79,6 +84,12 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         Flags::load(store.clone(), feed.clone())
             .await
             .map_err(StartError::Flags)?,
+    );
+
+    let gateway = Arc::new(
+        Gateway::load(gateway_store, feed.clone(), flags.clone(), &config.gateway)
+            .await
+            .map_err(StartError::Gateway)?,
     );
 
     let addr = format!("{}:{}", config.server.host, config.server.port);
@@ -132,6 +143,7 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         iam,
         flags,
         store: store.clone(),
+        gateway,
     };
     let router = http::router(
         state,

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::model::{ApiToken, Committed, FlagRecord, User};
+use crate::storage::gateway::RouteRecord;
 
 /// What kind of change an event reports; `as_str` is its NATS subject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -23,6 +24,9 @@ pub enum Subject {
     UserDeleted,
     TokenCreated,
     TokenDeleted,
+    GatewayRouteCreated,
+    GatewayRouteUpdated,
+    GatewayRouteDeleted,
 }
 
 impl Subject {
@@ -37,6 +41,9 @@ impl Subject {
             Subject::UserDeleted => "flagbase.user.deleted",
             Subject::TokenCreated => "flagbase.token.created",
             Subject::TokenDeleted => "flagbase.token.deleted",
+            Subject::GatewayRouteCreated => "flagbase.gateway.route.created",
+            Subject::GatewayRouteUpdated => "flagbase.gateway.route.updated",
+            Subject::GatewayRouteDeleted => "flagbase.gateway.route.deleted",
         }
     }
 
@@ -52,6 +59,9 @@ impl Subject {
             Subject::UserDeleted => "user.delete",
             Subject::TokenCreated => "token.create",
             Subject::TokenDeleted => "token.delete",
+            Subject::GatewayRouteCreated => "gateway.route.create",
+            Subject::GatewayRouteUpdated => "gateway.route.update",
+            Subject::GatewayRouteDeleted => "gateway.route.delete",
         }
     }
 
@@ -114,6 +124,22 @@ impl ChangeEvent {
     /// secret's hash; the plaintext never reaches the store at all).
     pub fn token(subject: Subject, actor: &str, change: &Committed<ApiToken>) -> ChangeEvent {
         Self::entity(subject, actor, change, &change.value.id, "token")
+    }
+
+    /// A gateway route change: `{id, actor, at, route}` with the route as
+    /// the API shows it.
+    pub fn gateway_route(
+        subject: Subject,
+        actor: &str,
+        change: &Committed<RouteRecord>,
+    ) -> ChangeEvent {
+        Self::entity(
+            subject,
+            actor,
+            &change.clone().map(|r| r.api_json()),
+            &change.value.id,
+            "route",
+        )
     }
 
     /// `{id, actor, at, <name>: value}`; the value's own serialisation

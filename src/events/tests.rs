@@ -102,6 +102,11 @@ fn target(event: &ChangeEvent) -> String {
         Subject::TokenCreated | Subject::TokenDeleted => {
             format!("token:{}", p["id"].as_str().unwrap())
         }
+        Subject::GatewayRouteCreated
+        | Subject::GatewayRouteUpdated
+        | Subject::GatewayRouteDeleted => {
+            format!("gateway_route:{}", p["id"].as_str().unwrap())
+        }
     }
 }
 

@@ -7,6 +7,7 @@ mod auth;
 mod auth_routes;
 pub mod error;
 mod flag_routes;
+mod gateway_routes;
 mod ofrep;
 mod request;
 mod serve;
@@ -16,12 +17,13 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, patch, post, put};
+use axum::routing::{any, delete, get, patch, post, put};
 use axum::Router;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::flags::Flags;
+use crate::gateway::Gateway;
 use crate::iam::Iam;
 use crate::storage::Store;
 use error::ApiError;
@@ -32,6 +34,7 @@ pub struct AppState {
     pub iam: Arc<Iam>,
     pub flags: Arc<Flags>,
     pub store: Arc<dyn Store>,
+    pub gateway: Arc<Gateway>,
 }
 
 pub struct HttpOptions {
@@ -75,7 +78,21 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         )
         .route("/api/v1/evaluate", post(flag_routes::evaluate_many))
         .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_all))
-        .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag));
+        .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag))
+        .route(
+            "/api/v1/gateway/routes",
+            post(gateway_routes::create).get(gateway_routes::list),
+        )
+        .route(
+            "/api/v1/gateway/routes/{id}",
+            get(gateway_routes::get)
+                .put(gateway_routes::replace)
+                .delete(gateway_routes::delete),
+        )
+        // Proxied bodies stream through: no extractor reads them, so the
+        // body limit above does not apply (gateway.max_body_bytes does).
+        .route("/gateway", any(gateway_routes::proxy))
+        .route("/gateway/{*rest}", any(gateway_routes::proxy));
     with_common_layers(routes, options).with_state(state)
 }
 

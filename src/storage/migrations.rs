@@ -70,6 +70,17 @@ const MIGRATIONS: &[&str] = &[
       WHERE numbered.id = audit_log.id;
      INSERT INTO change_sequence (id, last) SELECT 1, COUNT(*) FROM audit_log;
      CREATE UNIQUE INDEX audit_log_seq ON audit_log(seq);",
+    // The gateway's routes: the validated definition as JSON, the path in
+    // its own column so two routes can never share one.
+    "CREATE TABLE gateway_routes (
+        id         TEXT PRIMARY KEY,
+        path       TEXT NOT NULL UNIQUE,
+        spec       TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        updated_by TEXT NOT NULL
+     );",
 ];
 
 /// The schema version this build writes.
