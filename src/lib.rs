@@ -10,6 +10,7 @@ pub mod flags;
 pub mod http;
 pub mod iam;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod storage;

@@ -128,10 +128,15 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         }
     });
 
+    // Request paths count into memory; a task moves the counts to the store.
+    let metrics = Arc::new(crate::metrics::Recorder::new(
+        config.metrics.bucket.get().as_secs(),
+    ));
     let state = AppState {
         iam,
         flags,
         store: store.clone(),
+        metrics: metrics.clone(),
     };
     let router = http::router(
         state,
