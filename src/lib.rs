@@ -2,6 +2,7 @@
 //! first-class. The binary (`main.rs`) parses the command line and builds the
 //! `Config`; everything else lives in this library so tests can reach it.
 
+pub mod anomaly;
 pub mod config;
 pub mod duration;
 pub mod error;

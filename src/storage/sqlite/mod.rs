@@ -8,6 +8,7 @@
 mod audit;
 mod flags;
 mod iam;
+mod metrics;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
