@@ -86,10 +86,20 @@ pub async fn start(config: Config) -> Result<(), StartError> {
             .map_err(StartError::Flags)?,
     );
 
+    // Request paths count into memory; a task moves the counts to the store.
+    let metrics = Arc::new(crate::metrics::Recorder::new(
+        config.metrics.bucket.get().as_secs(),
+    ));
     let gateway = Arc::new(
-        Gateway::load(gateway_store, feed.clone(), flags.clone(), &config.gateway)
-            .await
-            .map_err(StartError::Gateway)?,
+        Gateway::load(
+            gateway_store,
+            feed.clone(),
+            flags.clone(),
+            metrics.clone(),
+            &config.gateway,
+        )
+        .await
+        .map_err(StartError::Gateway)?,
     );
 
     let addr = format!("{}:{}", config.server.host, config.server.port);
@@ -143,6 +153,7 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         iam,
         flags,
         store: store.clone(),
+        metrics: metrics.clone(),
         gateway,
     };
     let router = http::router(

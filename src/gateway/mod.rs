@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::events::{ChangeEvent, ChangeFeed, Subject};
 use crate::flags::Flags;
 use crate::iam::Caller;
+use crate::metrics::Recorder;
 use crate::model::Role;
 use crate::storage::gateway::{GatewayStore, RouteRecord};
 use crate::unit_of_work::run_to_completion;
@@ -46,6 +47,8 @@ const CONFIG_ACTOR: &str = "config";
 pub struct Gateway {
     routes: Arc<Routes>,
     flags: Arc<Flags>,
+    /// Exposures and errors of flag-gated routes, for the detector.
+    metrics: Arc<Recorder>,
     pub proxy: Proxy,
 }
 
@@ -90,6 +93,7 @@ impl Gateway {
         store: Arc<dyn GatewayStore>,
         feed: Arc<ChangeFeed>,
         flags: Arc<Flags>,
+        metrics: Arc<Recorder>,
         config: &GatewayConfig,
     ) -> Result<Gateway> {
         let mut routes = Vec::new();
@@ -109,6 +113,7 @@ impl Gateway {
                 writer: Mutex::new(()),
             }),
             flags,
+            metrics,
             proxy: Proxy::new(config)?,
         };
         for spec in &config.routes {

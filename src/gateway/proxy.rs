@@ -361,8 +361,16 @@ impl Gateway {
 
     /// Feeds the detector: an exposure for the variant served and, for an
     /// upstream 5xx or a gateway failure, an error event.
+    /// Both are in-memory counter additions; a task flushes them.
     fn observe(&self, served: Option<&Served>, failed: bool) {
-        let _ = (served, failed);
+        let Some(served) = served else {
+            return;
+        };
+        self.metrics.exposure(&served.flag, &served.variant);
+        if failed {
+            self.metrics
+                .record(&served.flag, &served.variant, crate::metrics::ERROR, 1.0);
+        }
     }
 }
 

@@ -34,6 +34,7 @@ pub struct AppState {
     pub iam: Arc<Iam>,
     pub flags: Arc<Flags>,
     pub store: Arc<dyn Store>,
+    pub metrics: Arc<crate::metrics::Recorder>,
     pub gateway: Arc<Gateway>,
 }
 

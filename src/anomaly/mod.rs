@@ -1,0 +1,4 @@
+//! The anomaly detector.
+
+pub mod decide;
+pub mod stats;
