@@ -11,6 +11,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::anomaly::decide::{Action, Guard};
+use crate::anomaly::{Detector, DetectorOptions};
 use crate::config::Config;
 use crate::events::{self, ChangeFeed};
 use crate::flags::Flags;
@@ -18,7 +20,7 @@ use crate::gateway::Gateway;
 use crate::http::{self, AppState, HttpOptions, ServeOptions};
 use crate::iam::Iam;
 use crate::storage::sqlite::{OpenError, SqliteOptions};
-use crate::storage::{SqliteStore, Store};
+use crate::storage::{AnomalyStore, MetricStore, SqliteStore, Store};
 use crate::version;
 
 /// Why Flagbase could not start (as opposed to a failing request).
@@ -66,13 +68,13 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         readers: config.database.readers,
         busy_timeout: config.database.busy_timeout.get(),
     };
-    let sqlite = Arc::new(
+    let sqlite: Arc<SqliteStore> = Arc::new(
         tokio::task::spawn_blocking(move || SqliteStore::open(&db_options))
             .await
             .expect("database open task")?,
     );
     let store: Arc<dyn Store> = sqlite.clone();
-    let gateway_store: Arc<dyn crate::storage::gateway::GatewayStore> = sqlite;
+    let gateway_store: Arc<dyn crate::storage::gateway::GatewayStore> = sqlite.clone();
     // The change feed every service publishes its committed changes to.
     let feed = Arc::new(ChangeFeed::default());
     let iam = Arc::new(
@@ -149,11 +151,43 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         }
     });
 
+    // A task moves the recorder's counts to the store until HTTP has
+    // stopped, then once more.
+    let (metric_store, anomaly_store): (Arc<dyn MetricStore>, Arc<dyn AnomalyStore>) =
+        (sqlite.clone(), sqlite);
+    let (flush_stop, flush_stopped) = tokio::sync::oneshot::channel::<()>();
+    let flusher = tokio::spawn(crate::metrics::flush::run(
+        metrics.clone(),
+        metric_store.clone(),
+        crate::metrics::flush::FlushOptions {
+            interval: config.metrics.flush_interval.get(),
+            retention: config.metrics.retention.get(),
+        },
+        async move {
+            let _ = flush_stopped.await;
+        },
+    ));
+    let detector = Arc::new(Detector::new(
+        store.clone(),
+        metric_store,
+        anomaly_store,
+        flags.clone(),
+        metrics.clone(),
+        feed.clone(),
+        detector_options(&config),
+    ));
+    if config.anomaly.enabled {
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(detector.clone().run(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        }));
+    }
     let state = AppState {
         iam,
         flags,
         store: store.clone(),
         metrics: metrics.clone(),
+        detector,
         gateway,
     };
     let router = http::router(
@@ -169,6 +203,9 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         shutdown_timeout: config.server.shutdown_timeout.get(),
     };
     http::serve(listener, router, serve_options, shutdown_rx).await;
+    // No request records events any more: store the last of them.
+    let _ = flush_stop.send(());
+    let _ = flusher.await;
     // HTTP is done, so no more changes: publish what is left, then stop
     // the bus with its clients.
     // Bounded: a wedged client must not keep the process from exiting.
@@ -185,6 +222,25 @@ pub async fn start(config: Config) -> Result<(), StartError> {
     store.close().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+fn detector_options(config: &Config) -> DetectorOptions {
+    let a = &config.anomaly;
+    DetectorOptions {
+        interval: a.interval.get(),
+        window: a.window.get(),
+        retention: config.metrics.retention.get(),
+        accept_unknown_flags: config.metrics.accept_unknown_flags,
+        defaults: Guard {
+            metric: crate::metrics::ERROR.into(),
+            max_count: a.max_errors,
+            min_sample: a.min_sample,
+            alpha: a.alpha,
+            action: Action::Disable,
+            control: None,
+            treatment: None,
+        },
+    }
 }
 
 /// Binds the embedded bus on `events.host:events.nats_port`.

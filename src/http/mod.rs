@@ -3,11 +3,13 @@
 //! (`iam`, the store for readiness) and maps their error kinds in `error`.
 
 mod admin_routes;
+mod anomaly_routes;
 mod auth;
 mod auth_routes;
 pub mod error;
 mod flag_routes;
 mod gateway_routes;
+mod metrics_routes;
 mod ofrep;
 mod request;
 mod serve;
@@ -35,6 +37,7 @@ pub struct AppState {
     pub flags: Arc<Flags>,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<crate::metrics::Recorder>,
+    pub detector: Arc<crate::anomaly::Detector>,
     pub gateway: Arc<Gateway>,
 }
 
@@ -80,6 +83,21 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .route("/api/v1/evaluate", post(flag_routes::evaluate_many))
         .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_all))
         .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag))
+        .route("/api/v1/events", post(metrics_routes::ingest))
+        .route("/api/v1/metrics", post(metrics_routes::ingest))
+        .route(
+            "/api/v1/flags/{key}/metrics",
+            get(metrics_routes::flag_metrics),
+        )
+        .route(
+            "/api/v1/flags/{key}/guard",
+            get(anomaly_routes::get_guard).put(anomaly_routes::put_guard),
+        )
+        .route("/api/v1/anomalies", get(anomaly_routes::list))
+        .route(
+            "/api/v1/anomalies/{id}/resolve",
+            post(anomaly_routes::resolve),
+        )
         .route(
             "/api/v1/gateway/routes",
             post(gateway_routes::create).get(gateway_routes::list),

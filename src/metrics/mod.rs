@@ -10,11 +10,16 @@
 //! counted as dropped and logged by the flusher rather than growing without
 //! limit.
 
+pub mod flush;
+
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use flagbase_engine::{CompiledFlag, Evaluation, Snapshot};
 
 /// The event type automatic exposure counting records.
 pub const EXPOSURE: &str = "exposure";
@@ -32,6 +37,8 @@ const SHARDS: usize = 16;
 type Buckets = HashMap<i64, Agg>;
 /// variant → event type → buckets. Nested maps so a lookup borrows the
 /// caller's `&str`s and allocates nothing once a key has been seen.
+/// SipHash (the default) and not the engine's Fx: variant and event type
+/// names come from callers, who must not be able to flood one bucket.
 type Variants = HashMap<Box<str>, HashMap<Box<str>, Buckets>>;
 type Shard = HashMap<Box<str>, Variants>;
 
@@ -78,6 +85,28 @@ fn shard_index() -> usize {
     })
 }
 
+/// The variant an evaluation served, named as OFREP names it (so events an
+/// SDK records with the OFREP variant meet the exposures counted here): the
+/// named variant; else the first variant of the flag with an equal value;
+/// else the value as compact JSON (`"true"`/`"false"` for a boolean flag).
+pub fn variant_name<'a>(flag: &'a CompiledFlag, e: &Evaluation<'a>) -> Cow<'a, str> {
+    if let Some(name) = e.variant {
+        return Cow::Borrowed(name);
+    }
+    let named = flag
+        .spec()
+        .variants
+        .iter()
+        .find(|v| &v.value == e.value)
+        .map(|v| v.key.as_str());
+    match (named, e.value) {
+        (Some(name), _) => Cow::Borrowed(name),
+        (None, serde_json::Value::Bool(true)) => Cow::Borrowed("true"),
+        (None, serde_json::Value::Bool(false)) => Cow::Borrowed("false"),
+        (None, value) => Cow::Owned(value.to_string()),
+    }
+}
+
 /// Unix seconds now.
 pub fn now_secs() -> i64 {
     SystemTime::now()
@@ -90,7 +119,7 @@ impl Recorder {
     /// A recorder that aggregates into buckets `bucket_secs` wide (≥ 1).
     pub fn new(bucket_secs: u64) -> Recorder {
         Recorder {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             bucket_secs: i64::try_from(bucket_secs.max(1)).unwrap_or(i64::MAX),
             pending: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
@@ -105,6 +134,21 @@ impl Recorder {
     /// gateway route or a function gate).
     pub fn exposure(&self, flag_key: &str, variant: &str) {
         self.record(flag_key, variant, EXPOSURE, 1.0);
+    }
+
+    /// The exposure an evaluation served, if it served one (an error
+    /// serves none).
+    pub fn exposed(&self, flag: &CompiledFlag, e: &Evaluation<'_>) {
+        if e.error_code.is_none() {
+            self.exposure(flag.key(), &variant_name(flag, e));
+        }
+    }
+
+    /// Like `exposed`, for callers holding the key rather than the flag.
+    pub fn exposed_in(&self, snapshot: &Snapshot, key: &str, e: &Evaluation<'_>) {
+        if let Some(flag) = snapshot.get(key) {
+            self.exposed(flag, e);
+        }
     }
 
     /// A metric event (`error`, `latency_ms`, `conversion`, ...); `value`

@@ -781,3 +781,50 @@ async fn routes_survive_a_restart_and_config_routes_are_declared_at_start() {
         (Some("config"), Some(1))
     );
 }
+
+#[tokio::test]
+async fn each_proxied_request_records_an_exposure_and_failures_an_error_event() {
+    let up = Upstream::start("up").await;
+    let dead = closed_port().await;
+    let fb = Flagbase::start().await;
+    let admin = setup(&fb).await;
+    add_flag(&fb, &admin, json!({"key": "watched", "enabled": true, "default_value": false,
+        "rules": [{"attribute": "role", "operator": "equals", "value": "developer", "variant": true}]})).await;
+    add_route(
+        &fb,
+        &admin,
+        json!({"path": "/gateway/m", "flag_key": "watched",
+        "target": up.url, "fallback_target": dead}),
+    )
+    .await;
+    let (_, dev) = fb.user("dev@example.com", "developer", Some(&admin)).await;
+    for _ in 0..3 {
+        assert_eq!(
+            served_by(&call(&fb, "/gateway/m/ok", Some(&dev), &[]).await),
+            "up"
+        );
+    }
+    assert_eq!(
+        call(&fb, "/gateway/m/fail", Some(&dev), &[]).await.status,
+        500
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            call(&fb, "/gateway/m/ok", None, &[]).await.error(502),
+            "bad_gateway"
+        );
+    }
+    // The recorder flushes what it holds when the server stops, so a
+    // restart reads every count without waiting for a flush interval.
+    let fb = fb.restart();
+    let admin = fb.login("admin@example.com").await;
+    let r = fb
+        .get("/api/v1/flags/watched/metrics?window=1h", Some(&admin))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let count = |variant: &str, event: &str| r.body["variants"][variant][event]["count"].as_u64();
+    assert_eq!(count("true", "exposure"), Some(4), "{}", r.body);
+    assert_eq!(count("true", "error"), Some(1), "{}", r.body);
+    assert_eq!(count("false", "exposure"), Some(2), "{}", r.body);
+    assert_eq!(count("false", "error"), Some(2), "{}", r.body);
+}
