@@ -34,10 +34,6 @@ fn default_timeout() -> HumanDuration {
     DEFAULT_TIMEOUT
 }
 
-fn is_default_timeout(t: &HumanDuration) -> bool {
-    *t == DEFAULT_TIMEOUT
-}
-
 /// A route as written: in a request body, in `gateway.routes`, and (without
 /// its `id`) as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -64,10 +60,7 @@ pub struct RouteSpec {
     #[serde(default = "yes")]
     pub strip_prefix: bool,
     /// Until the upstream's response headers.
-    #[serde(
-        default = "default_timeout",
-        skip_serializing_if = "is_default_timeout"
-    )]
+    #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
     #[serde(default)]
     pub forward_authorization: bool,
