@@ -339,7 +339,8 @@ mod tests {
     fn targets_must_be_plain_http_urls() {
         for (bad, why) in [
             ("ftp://x", "http"),
-            ("localhost:80", "URL"),
+            ("localhost:80", "scheme"),
+            ("not a url", "URL"),
             ("http://user:pw@host", "user"),
             ("http://host/a?b=c", "query"),
             ("http://host/a/../b", ".."),
