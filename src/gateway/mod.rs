@@ -312,3 +312,38 @@ fn compile_record(record: &RouteRecord) -> Result<Route> {
         .map_err(|e| Error::internal(format!("stored route {}: {e}", record.id)))?;
     route::compile(&record.id, &mut spec)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(routes: serde_json::Value) -> GatewayConfig {
+        let mut config = crate::config::Config::default().gateway;
+        config.routes = serde_json::from_value(routes).unwrap();
+        config
+    }
+
+    #[test]
+    fn config_routes_need_ids_and_valid_definitions() {
+        let ok =
+            config(serde_json::json!([{"id": "a", "path": "/gateway/a", "target": "http://h"}]));
+        assert_eq!(validate_config(&ok), Ok(()));
+        let (key, message) = validate_config(&config(
+            serde_json::json!([{"path": "/gateway/a", "target": "http://h"}]),
+        ))
+        .unwrap_err();
+        assert_eq!(key, "gateway.routes");
+        assert!(message.contains("routes[0]: id is required"), "{message}");
+        let (_, message) = validate_config(&config(
+            serde_json::json!([{"id": "a", "path": "/gateway/a", "target": "ftp://h"}]),
+        ))
+        .unwrap_err();
+        assert!(message.starts_with("routes[0].target:"), "{message}");
+        let mut bad = crate::config::Config::default().gateway;
+        bad.trusted_proxies = vec!["10.0.0.0/99".into()];
+        assert_eq!(
+            validate_config(&bad).unwrap_err().0,
+            "gateway.trusted_proxies"
+        );
+    }
+}
