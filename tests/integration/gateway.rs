@@ -468,6 +468,19 @@ async fn a_large_upload_streams_through_with_bounded_memory() {
         .send(fb.http.post(fb.url("/gateway/files")).body("0123456789"))
         .await;
     assert_eq!(r.body["body_bytes"], 10);
+    // A chunked body declares no length: it is cut off once past the limit.
+    let addr = fb.base.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(
+        format!("POST /gateway/files HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n8\r\n01234567\r\n8\r\n89abcdef\r\n0\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(out.contains("payload_too_large"), "{out}");
 }
 
 fn peak_rss_kib(pid: i32) -> u64 {
