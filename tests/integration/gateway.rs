@@ -841,3 +841,60 @@ async fn each_proxied_request_records_an_exposure_and_failures_an_error_event() 
     assert_eq!(count("false", "exposure"), Some(2), "{}", r.body);
     assert_eq!(count("false", "error"), Some(2), "{}", r.body);
 }
+
+#[tokio::test]
+async fn route_changes_reach_the_bus_for_admins_only() {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncBufReadExt;
+    let up = Upstream::start("up").await;
+    let fb = Flagbase::start().await;
+    let admin = setup(&fb).await;
+    let (_, user) = fb.user("user@example.com", "user", Some(&admin)).await;
+    let bus = crate::bus::bus_addr(&fb);
+    let nc = async_nats::ConnectOptions::with_token(admin.clone())
+        .connect(format!("nats://{bus}"))
+        .await
+        .unwrap();
+    let mut sub = nc.subscribe("flagbase.gateway.>").await.unwrap();
+    // Applied by the server once a flush round-trips.
+    nc.flush().await.unwrap();
+    add_route(
+        &fb,
+        &admin,
+        json!({"id": "r1", "path": "/gateway/r1", "target": up.url}),
+    )
+    .await;
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(30), sub.next())
+        .await
+        .expect("a gateway event")
+        .unwrap();
+    assert_eq!(msg.subject.as_str(), "flagbase.gateway.route.created");
+    let body: Value = serde_json::from_slice(&msg.payload).unwrap();
+    assert_eq!(
+        (body["id"].as_str(), body["route"]["path"].as_str()),
+        (Some("r1"), Some("/gateway/r1"))
+    );
+    assert!(body["seq"].as_u64().is_some(), "{body}");
+
+    // A user's subscription is refused: routes name internal upstreams.
+    let stream = tokio::net::TcpStream::connect(&bus).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut lines = tokio::io::BufReader::new(read).lines();
+    let connect = json!({"auth_token": user, "verbose": false, "pedantic": false});
+    write
+        .write_all(format!("CONNECT {connect}\r\nSUB flagbase.gateway.> 1\r\nPING\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines.next_line().await.unwrap().expect("the bus answers");
+        if line == "PONG" {
+            break;
+        }
+        seen.push(line);
+    }
+    assert!(
+        seen.iter().any(|l| l == "-ERR 'Permissions Violation for Subscription to \"flagbase.gateway.>\"'"),
+        "{seen:?}"
+    );
+}
