@@ -26,6 +26,9 @@ pub struct Config {
     pub events: EventsConfig,
     pub stream: crate::stream::StreamConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
+    pub anomaly: AnomalyConfig,
+    pub gateway: GatewayConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -180,6 +183,22 @@ impl<'de> Deserialize<'de> for AllowAnonymous {
     }
 }
 
+/// The `/gateway` reverse proxy.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The sticky bucketing cookie given to anonymous visitors.
+    pub cookie_name: String,
+    /// Addresses or CIDR blocks (`10.0.0.0/8`) whose `X-Forwarded-*`
+    /// headers are believed; everyone else's are replaced.
+    pub trusted_proxies: Vec<String>,
+    /// Largest request body proxied, in bytes (streamed, never buffered).
+    pub max_body_bytes: u64,
+    /// Routes created (or brought back to this definition) at start, as
+    /// actor `config`.
+    pub routes: Vec<crate::gateway::RouteSpec>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -187,6 +206,38 @@ pub struct LogConfig {
     pub level: String,
     /// pretty or json.
     pub format: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Width of the time buckets events are aggregated into.
+    pub bucket: HumanDuration,
+    /// How often recorded events are moved from memory to the database.
+    pub flush_interval: HumanDuration,
+    /// How long aggregated buckets are kept.
+    pub retention: HumanDuration,
+    /// Whether events may name flags that do not exist (otherwise 404).
+    pub accept_unknown_flags: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyConfig {
+    /// Whether the detector runs at all.
+    pub enabled: bool,
+    /// How often the detector looks at every guarded flag.
+    pub interval: HumanDuration,
+    /// The sliding window it looks at.
+    pub window: HumanDuration,
+    /// The default guard: more than this many `error` events in the window
+    /// disable the flag (when exposures are too few for the comparison).
+    pub max_errors: u64,
+    /// Exposures each arm needs before the sequential comparison replaces
+    /// the plain count.
+    pub min_sample: u64,
+    /// The sequential test's false-alarm bound per watched rollout.
+    pub alpha: f64,
 }
 
 /// The secret every tutorial shows; refusing it keeps copies of tutorials safe.
@@ -238,6 +289,26 @@ impl Default for Config {
             log: LogConfig {
                 level: "info".into(),
                 format: "pretty".into(),
+            },
+            metrics: MetricsConfig {
+                bucket: HumanDuration::from_secs(10),
+                flush_interval: HumanDuration::from_secs(1),
+                retention: HumanDuration::from_secs(7 * 24 * 3600),
+                accept_unknown_flags: false,
+            },
+            anomaly: AnomalyConfig {
+                enabled: true,
+                interval: HumanDuration::from_secs(30),
+                window: HumanDuration::from_secs(5 * 60),
+                max_errors: 10,
+                min_sample: 100,
+                alpha: 0.01,
+            },
+            gateway: GatewayConfig {
+                cookie_name: "fb_bucket".into(),
+                trusted_proxies: Vec::new(),
+                max_body_bytes: 1024 * 1024 * 1024,
+                routes: Vec::new(),
             },
         }
     }
@@ -419,6 +490,7 @@ impl Config {
         if self.server.max_connections == 0 {
             return Err(("server.max_connections", "must be at least 1".into()));
         }
+        self.validate_detector()?;
         if self.database.path.as_os_str().is_empty() {
             return Err(("database.path", "must not be empty".into()));
         }
@@ -493,6 +565,9 @@ impl Config {
             ));
         }
         self.stream.validate()?;
+        if let Err((key, message)) = crate::gateway::validate_config(&self.gateway) {
+            return Err((key, message));
+        }
         if !["debug", "info", "warn", "error"].contains(&self.log.level.as_str()) {
             return Err((
                 "log.level",
@@ -507,6 +582,42 @@ impl Config {
                 "log.format",
                 format!("unknown format {:?} (use pretty or json)", self.log.format),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The `metrics` and `anomaly` sections.
+    fn validate_detector(&self) -> Result<(), (&'static str, String)> {
+        let (m, a) = (&self.metrics, &self.anomaly);
+        let second = std::time::Duration::from_secs(1);
+        if m.bucket.get() < second || m.bucket.get().subsec_nanos() != 0 {
+            return Err((
+                "metrics.bucket",
+                "must be whole seconds, at least 1s".into(),
+            ));
+        }
+        if m.flush_interval.get().is_zero() {
+            return Err(("metrics.flush_interval", "must be longer than 0".into()));
+        }
+        if m.retention.get() < a.window.get() {
+            return Err((
+                "metrics.retention",
+                "must be at least anomaly.window".into(),
+            ));
+        }
+        if a.interval.get().is_zero() {
+            return Err(("anomaly.interval", "must be longer than 0".into()));
+        }
+        if a.window.get() < m.bucket.get() {
+            return Err(("anomaly.window", "must be at least metrics.bucket".into()));
+        }
+        if a.min_sample == 0 {
+            return Err(("anomaly.min_sample", "must be at least 1".into()));
+        }
+        if !(a.alpha > 0.0 && a.alpha < 0.5) {
+            return Err(("anomaly.alpha", "must be between 0 and 0.5".into()));
         }
         Ok(())
     }

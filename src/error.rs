@@ -29,6 +29,13 @@ pub enum Error {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// The gateway's upstream could not be reached or broke the exchange
+    /// (its fault, not the caller's). The text names no upstream.
+    #[error("{0}")]
+    BadGateway(String),
+    /// The gateway's upstream did not answer within the route's timeout.
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// Our bug or an unexpected driver failure. The text is for the log only.
     #[error("internal error: {0}")]
     Internal(String),

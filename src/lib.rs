@@ -2,15 +2,18 @@
 //! first-class. The binary (`main.rs`) parses the command line and builds the
 //! `Config`; everything else lives in this library so tests can reach it.
 
+pub mod anomaly;
 pub mod config;
 pub mod duration;
 pub mod error;
 pub mod evaluation_context;
 pub mod events;
 pub mod flags;
+pub mod gateway;
 pub mod http;
 pub mod iam;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod storage;

@@ -11,15 +11,18 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::anomaly::decide::{Action, Guard};
+use crate::anomaly::{Detector, DetectorOptions};
 use crate::config::Config;
 use crate::events::publisher::PublisherOptions;
 use crate::events::target::BusTarget;
 use crate::events::{self, ChangeFeed};
 use crate::flags::Flags;
+use crate::gateway::Gateway;
 use crate::http::{self, AppState, HttpOptions, ServeOptions};
 use crate::iam::Iam;
 use crate::storage::sqlite::{OpenError, SqliteOptions};
-use crate::storage::{SqliteStore, Store};
+use crate::storage::{AnomalyStore, MetricStore, SqliteStore, Store};
 use crate::version;
 
 /// Why Flagbase could not start (as opposed to a failing request).
@@ -40,6 +43,8 @@ pub enum StartError {
     Iam(crate::error::Error),
     #[error("cannot load flags: {0}")]
     Flags(crate::error::Error),
+    #[error("cannot load gateway routes: {0}")]
+    Gateway(crate::error::Error),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -65,11 +70,13 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         readers: config.database.readers,
         busy_timeout: config.database.busy_timeout.get(),
     };
-    let store: Arc<dyn Store> = Arc::new(
+    let sqlite: Arc<SqliteStore> = Arc::new(
         tokio::task::spawn_blocking(move || SqliteStore::open(&db_options))
             .await
             .expect("database open task")?,
     );
+    let store: Arc<dyn Store> = sqlite.clone();
+    let gateway_store: Arc<dyn crate::storage::gateway::GatewayStore> = sqlite.clone();
     // The change feed every service publishes its committed changes to.
     let feed = Arc::new(ChangeFeed::default());
     let iam = Arc::new(
@@ -81,6 +88,22 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         Flags::load(store.clone(), feed.clone())
             .await
             .map_err(StartError::Flags)?,
+    );
+
+    // Request paths count into memory; a task moves the counts to the store.
+    let metrics = Arc::new(crate::metrics::Recorder::new(
+        config.metrics.bucket.get().as_secs(),
+    ));
+    let gateway = Arc::new(
+        Gateway::load(
+            gateway_store,
+            feed.clone(),
+            flags.clone(),
+            metrics.clone(),
+            &config.gateway,
+        )
+        .await
+        .map_err(StartError::Gateway)?,
     );
 
     let addr = format!("{}:{}", config.server.host, config.server.port);
@@ -163,11 +186,45 @@ pub async fn start(config: Config) -> Result<(), StartError> {
     )
     .await
     .map_err(StartError::Flags)?;
+    // A task moves the recorder's counts to the store until HTTP has
+    // stopped, then once more.
+    let (metric_store, anomaly_store): (Arc<dyn MetricStore>, Arc<dyn AnomalyStore>) =
+        (sqlite.clone(), sqlite);
+    let (flush_stop, flush_stopped) = tokio::sync::oneshot::channel::<()>();
+    let flusher = tokio::spawn(crate::metrics::flush::run(
+        metrics.clone(),
+        metric_store.clone(),
+        crate::metrics::flush::FlushOptions {
+            interval: config.metrics.flush_interval.get(),
+            retention: config.metrics.retention.get(),
+        },
+        async move {
+            let _ = flush_stopped.await;
+        },
+    ));
+    let detector = Arc::new(Detector::new(
+        store.clone(),
+        metric_store,
+        anomaly_store,
+        flags.clone(),
+        metrics.clone(),
+        feed.clone(),
+        detector_options(&config),
+    ));
+    if config.anomaly.enabled {
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(detector.clone().run(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        }));
+    }
     let state = AppState {
         iam,
         flags,
         store: store.clone(),
         stream,
+        metrics: metrics.clone(),
+        detector,
+        gateway,
     };
     let router = http::router(
         state,
@@ -182,6 +239,9 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         shutdown_timeout: config.server.shutdown_timeout.get(),
     };
     http::serve(listener, router, serve_options, shutdown_rx).await;
+    // No request records events any more: store the last of them.
+    let _ = flush_stop.send(());
+    let _ = flusher.await;
     // HTTP is done, so no more changes: publish what is left, then stop
     // the bus with its clients.
     // Bounded: a wedged client must not keep the process from exiting.
@@ -205,6 +265,24 @@ pub async fn start(config: Config) -> Result<(), StartError> {
 /// How long the bus may take to confirm a batch of changes before it is
 /// sent again.
 const BUS_CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+fn detector_options(config: &Config) -> DetectorOptions {
+    let a = &config.anomaly;
+    DetectorOptions {
+        interval: a.interval.get(),
+        window: a.window.get(),
+        retention: config.metrics.retention.get(),
+        accept_unknown_flags: config.metrics.accept_unknown_flags,
+        defaults: Guard {
+            metric: crate::metrics::ERROR.into(),
+            max_count: a.max_errors,
+            min_sample: a.min_sample,
+            alpha: a.alpha,
+            action: Action::Disable,
+            control: None,
+            treatment: None,
+        },
+    }
+}
 
 /// Binds the embedded bus on `events.host:events.nats_port`.
 async fn bind_bus(

@@ -25,7 +25,8 @@ use crate::iam::Iam;
 use crate::model::Role;
 
 /// Subjects only admins may receive (beside Flagbase's own connection).
-const ADMIN_ONLY: [&str; 2] = ["flagbase.user.>", "flagbase.token.>"];
+/// Gateway routes name upstream addresses, which only admins may read.
+const ADMIN_ONLY: [&str; 3] = ["flagbase.user.>", "flagbase.token.>", "flagbase.gateway.>"];
 /// The subject space only Flagbase publishes into.
 const RESERVED: &str = "flagbase.>";
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::model::{ApiToken, Committed, FlagRecord, User};
+use crate::storage::gateway::RouteRecord;
 
 /// What kind of change an event reports; `as_str` is its NATS subject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -18,11 +19,18 @@ pub enum Subject {
     FlagUpdated,
     FlagToggled,
     FlagDeleted,
+    /// The anomaly detector turned a flag off; the payload carries its decision.
+    FlagDisabled,
+    /// A flag's guard settings changed.
+    GuardUpdated,
     UserCreated,
     UserRoleChanged,
     UserDeleted,
     TokenCreated,
     TokenDeleted,
+    GatewayRouteCreated,
+    GatewayRouteUpdated,
+    GatewayRouteDeleted,
 }
 
 impl Subject {
@@ -32,11 +40,16 @@ impl Subject {
             Subject::FlagUpdated => "flagbase.flag.updated",
             Subject::FlagToggled => "flagbase.flag.toggled",
             Subject::FlagDeleted => "flagbase.flag.deleted",
+            Subject::FlagDisabled => "flagbase.flag.disabled",
+            Subject::GuardUpdated => "flagbase.guard.updated",
             Subject::UserCreated => "flagbase.user.created",
             Subject::UserRoleChanged => "flagbase.user.role_changed",
             Subject::UserDeleted => "flagbase.user.deleted",
             Subject::TokenCreated => "flagbase.token.created",
             Subject::TokenDeleted => "flagbase.token.deleted",
+            Subject::GatewayRouteCreated => "flagbase.gateway.route.created",
+            Subject::GatewayRouteUpdated => "flagbase.gateway.route.updated",
+            Subject::GatewayRouteDeleted => "flagbase.gateway.route.deleted",
         }
     }
 
@@ -47,11 +60,16 @@ impl Subject {
             Subject::FlagUpdated => "flag.update",
             Subject::FlagToggled => "flag.toggle",
             Subject::FlagDeleted => "flag.delete",
+            Subject::FlagDisabled => "flag.disable",
+            Subject::GuardUpdated => "guard.set",
             Subject::UserCreated => "user.create",
             Subject::UserRoleChanged => "user.role",
             Subject::UserDeleted => "user.delete",
             Subject::TokenCreated => "token.create",
             Subject::TokenDeleted => "token.delete",
+            Subject::GatewayRouteCreated => "gateway.route.create",
+            Subject::GatewayRouteUpdated => "gateway.route.update",
+            Subject::GatewayRouteDeleted => "gateway.route.delete",
         }
     }
 
@@ -61,6 +79,7 @@ impl Subject {
             "flag.toggle" => Subject::FlagToggled,
             "flag.create" => Subject::FlagCreated,
             "flag.delete" => Subject::FlagDeleted,
+            "flag.disable" => Subject::FlagDisabled,
             _ => Subject::FlagUpdated,
         }
     }
@@ -114,6 +133,22 @@ impl ChangeEvent {
     /// secret's hash; the plaintext never reaches the store at all).
     pub fn token(subject: Subject, actor: &str, change: &Committed<ApiToken>) -> ChangeEvent {
         Self::entity(subject, actor, change, &change.value.id, "token")
+    }
+
+    /// A gateway route change: `{id, actor, at, route}` with the route as
+    /// the API shows it.
+    pub fn gateway_route(
+        subject: Subject,
+        actor: &str,
+        change: &Committed<RouteRecord>,
+    ) -> ChangeEvent {
+        Self::entity(
+            subject,
+            actor,
+            &change.clone().map(|r| r.api_json()),
+            &change.value.id,
+            "route",
+        )
     }
 
     /// `{id, actor, at, <name>: value}`; the value's own serialisation

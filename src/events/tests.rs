@@ -93,7 +93,9 @@ fn target(event: &ChangeEvent) -> String {
         Subject::FlagCreated
         | Subject::FlagUpdated
         | Subject::FlagToggled
-        | Subject::FlagDeleted => {
+        | Subject::FlagDeleted
+        | Subject::FlagDisabled
+        | Subject::GuardUpdated => {
             format!("flag:{}", p["key"].as_str().unwrap())
         }
         Subject::UserCreated | Subject::UserRoleChanged | Subject::UserDeleted => {
@@ -101,6 +103,11 @@ fn target(event: &ChangeEvent) -> String {
         }
         Subject::TokenCreated | Subject::TokenDeleted => {
             format!("token:{}", p["id"].as_str().unwrap())
+        }
+        Subject::GatewayRouteCreated
+        | Subject::GatewayRouteUpdated
+        | Subject::GatewayRouteDeleted => {
+            format!("gateway_route:{}", p["id"].as_str().unwrap())
         }
     }
 }

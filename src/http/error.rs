@@ -51,6 +51,8 @@ impl From<Error> for ApiError {
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Error::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
+            Error::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout"),
             Error::Internal(detail) => {
                 // Logged once here, inside the request's span (which carries
                 // the request id); the body says nothing internal.
@@ -265,4 +267,48 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
         "internal error",
     )
     .into_response()
+}
+
+/// The gateway's own answers: whose fault each is decides its status
+/// (pingora's split): the caller's 4xx, a flag-disabled route 503, the
+/// upstream's 502/504 (as kinds), our bug 500.
+pub fn proxy_error(e: crate::gateway::ProxyError) -> Response {
+    use crate::gateway::ProxyError;
+    match e {
+        ProxyError::NoRoute => {
+            ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no gateway route serves this path")
+                .into_response()
+        }
+        ProxyError::MethodNotAllowed => ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this gateway route does not accept that method",
+        )
+        .into_response(),
+        ProxyError::BadPath => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the path must not contain . or .. segments",
+        )
+        .into_response(),
+        ProxyError::TooLarge { limit } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is larger than the gateway limit of {limit} bytes (gateway.max_body_bytes)"),
+        )
+        .into_response(),
+        ProxyError::Disabled { set_cookie } => {
+            let mut response = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "route_disabled",
+                "route disabled by feature flag",
+            )
+            .into_response();
+            if let Some(cookie) = set_cookie {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            response
+        }
+        ProxyError::Failed(kind) => ApiError::from(kind).into_response(),
+    }
 }

@@ -3,10 +3,13 @@
 //! (`iam`, the store for readiness) and maps their error kinds in `error`.
 
 mod admin_routes;
+mod anomaly_routes;
 mod auth;
 mod auth_routes;
 pub mod error;
 mod flag_routes;
+mod gateway_routes;
+mod metrics_routes;
 mod ofrep;
 mod request;
 mod serve;
@@ -17,12 +20,13 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, patch, post, put};
+use axum::routing::{any, delete, get, patch, post, put};
 use axum::Router;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::flags::Flags;
+use crate::gateway::Gateway;
 use crate::iam::Iam;
 use crate::storage::Store;
 use error::ApiError;
@@ -35,6 +39,9 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The SSE stream hub (`/api/v1/stream`, `/ofrep/v1/events`).
     pub stream: Arc<crate::stream::Hub>,
+    pub metrics: Arc<crate::metrics::Recorder>,
+    pub detector: Arc<crate::anomaly::Detector>,
+    pub gateway: Arc<Gateway>,
 }
 
 pub struct HttpOptions {
@@ -80,7 +87,36 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_all))
         .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag))
         .route("/api/v1/stream", get(stream::definitions))
-        .route("/ofrep/v1/events", get(stream::ofrep_events));
+        .route("/ofrep/v1/events", get(stream::ofrep_events))
+        .route("/api/v1/events", post(metrics_routes::ingest))
+        .route("/api/v1/metrics", post(metrics_routes::ingest))
+        .route(
+            "/api/v1/flags/{key}/metrics",
+            get(metrics_routes::flag_metrics),
+        )
+        .route(
+            "/api/v1/flags/{key}/guard",
+            get(anomaly_routes::get_guard).put(anomaly_routes::put_guard),
+        )
+        .route("/api/v1/anomalies", get(anomaly_routes::list))
+        .route(
+            "/api/v1/anomalies/{id}/resolve",
+            post(anomaly_routes::resolve),
+        )
+        .route(
+            "/api/v1/gateway/routes",
+            post(gateway_routes::create).get(gateway_routes::list),
+        )
+        .route(
+            "/api/v1/gateway/routes/{id}",
+            get(gateway_routes::get)
+                .put(gateway_routes::replace)
+                .delete(gateway_routes::delete),
+        )
+        // Proxied bodies stream through: no extractor reads them, so the
+        // body limit above does not apply (gateway.max_body_bytes does).
+        .route("/gateway", any(gateway_routes::proxy))
+        .route("/gateway/{*rest}", any(gateway_routes::proxy));
     with_common_layers(routes, options).with_state(state)
 }
 

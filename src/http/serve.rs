@@ -145,7 +145,9 @@ impl Connection {
         let mut builder = http1::Builder::new();
         // The clock owns the head timeout (see the module documentation).
         builder.header_read_timeout(None).keep_alive(true);
-        let conn = builder.serve_connection(io, service);
+        // Upgrades (WebSocket through the gateway) leave this loop once
+        // switched; the upgraded stream is then the gateway's to relay.
+        let conn = builder.serve_connection(io, service).with_upgrades();
         tokio::pin!(conn);
         let mut draining = false;
         loop {

@@ -11,6 +11,8 @@
 //! a `Committed<T>`; a change that fails takes no number. Deletions return
 //! what they deleted, so followers (events) can describe it.
 
+pub mod gateway;
+pub mod metrics;
 mod migrations;
 mod pool;
 pub mod sqlite;
@@ -23,6 +25,7 @@ use crate::model::{
     User,
 };
 
+pub use metrics::{AnomalyStore, MetricStore};
 pub use sqlite::SqliteStore;
 
 #[async_trait]

@@ -11,6 +11,8 @@ mod cli;
 mod consistency;
 mod errors;
 mod flags;
+mod gateway;
+mod gateway_upstream;
 mod hangup;
 mod harness;
 mod iam;

@@ -7,7 +7,9 @@
 
 mod audit;
 mod flags;
+mod gateway;
 mod iam;
+mod metrics;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

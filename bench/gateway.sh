@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Gateway benchmark: the same upstream reached directly, through nginx as a
+# reverse proxy, and through the Flagbase gateway. See docs/benchmarks.md.
+#
+#   upstream  nginx, one worker, `return 200` (no file I/O), on UPSTREAM_CPU
+#   direct    wrk → upstream
+#   nginx     wrk → nginx (one worker, HTTP/1.1 keep-alive pool to the
+#             upstream, access log off) → upstream; pinned to SERVER_CPU
+#   gateway   wrk → flagbase /gateway/bench (a flag-gated route: the flag's
+#             rule `role equals user` sends the caller to the upstream, its
+#             fallback is a dead port) with an API token as Bearer → upstream;
+#             pinned to SERVER_CPU, log level warn
+# Each scenario runs with CONNECTIONS connections (throughput, p50/p99) and
+# with one connection (the p50 a lone client sees); ROUNDS rounds,
+# interleaved, so noise from other work on the machine hits all three.
+# The gateway's CPU (user+system time / wall time) and RSS are read from
+# /proc during its throughput runs.
+#
+# Settings (environment): DURATION (10s), WARMUP (2s), CONNECTIONS (32),
+# ROUNDS (2), SERVER_CPU (1), CLIENT_CPU (0), UPSTREAM_CPU (0), SKIP_BUILD=1.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO"
+
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+CONNECTIONS=${CONNECTIONS:-32}
+ROUNDS=${ROUNDS:-2}
+SERVER_CPU=${SERVER_CPU:-1}
+CLIENT_CPU=${CLIENT_CPU:-0}
+UPSTREAM_CPU=${UPSTREAM_CPU:-0}
+LUA=$REPO/bench/wrk-report.lua
+
+NAME=gateway.sh
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
+
+for tool in curl python3 taskset cargo wrk; do
+    command -v "$tool" >/dev/null || die "$tool is required (apt-get install wrk)"
+done
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[[ -x "$NGINX" ]] || die "nginx is required: apt-get install nginx-light (or nginx)"
+
+RESULTS=$WORK/results
+: >"$RESULTS"
+NGINX_PIDS=()
+stop_nginx() {
+    for pid in "${NGINX_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+}
+trap 'stop_nginx; cleanup' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+json() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+call() { # EXPECTED METHOD URL [BODY] [HEADER]
+    local want=$1 method=$2 url=$3 body=${4:-} header=${5:-} code
+    local args=(-sS -o "$WORK/resp" -w '%{http_code}' -X "$method" "$url")
+    [[ -n "$body" ]] && args+=(-H 'Content-Type: application/json' --data-binary "$body")
+    [[ -n "$header" ]] && args+=(-H "$header")
+    code=$(curl "${args[@]}") || die "$method $url: curl failed"
+    [[ "$code" == "$want" ]] || die "$method $url: HTTP $code, expected $want: $(head -c 600 "$WORK/resp")"
+    cat "$WORK/resp"
+}
+
+wait_http() {
+    for _ in $(seq 300); do
+        curl -s -o /dev/null "$1" && return 0
+        sleep 0.1
+    done
+    die "nothing answers at $1"
+}
+
+# nginx NAME CPU CONFIG-BODY: one master + one worker in the foreground.
+start_nginx() {
+    local name=$1 cpu=$2 body=$3 dir=$WORK/nginx-$1
+    mkdir -p "$dir/logs"
+    cat >"$dir/nginx.conf" <<CONF
+daemon off;
+master_process on;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp;
+    proxy_temp_path $dir/tmp;
+    keepalive_requests 1000000;
+$body
+}
+CONF
+    taskset -c "$cpu" "$NGINX" -p "$dir" -c "$dir/nginx.conf" &
+    NGINX_PIDS+=($!)
+}
+
+UP_PORT=$(free_port)
+PROXY_PORT=$(free_port)
+DEAD_PORT=$(free_port)
+start_nginx upstream "$UPSTREAM_CPU" "    server { listen 127.0.0.1:$UP_PORT; location / { return 200 \"ok\\n\"; } }"
+start_nginx proxy "$SERVER_CPU" "    upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; }
+    server { listen 127.0.0.1:$PROXY_PORT; location / {
+        proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+UP=http://127.0.0.1:$UP_PORT
+wait_http "$UP/"
+wait_http "http://127.0.0.1:$PROXY_PORT/"
+
+echo "== building Flagbase (cargo build --release)"
+if [[ "${SKIP_BUILD:-}" != 1 ]]; then
+    cargo build --release --quiet --bin flagbase
+fi
+TARGET=${CARGO_TARGET_DIR:-target}
+[[ "$TARGET" = /* ]] || TARGET=$REPO/$TARGET
+BIN=$TARGET/release/flagbase
+[[ -x "$BIN" ]] || die "no release binary at $BIN"
+mkdir -p "$WORK/flagbase"
+(cd "$WORK/flagbase" && exec taskset -c "$SERVER_CPU" "$BIN" --log-level warn \
+    start --host 127.0.0.1 --port 0 >"$WORK/flagbase.out" 2>"$WORK/flagbase.err") &
+SERVER_PID=$!
+for _ in $(seq 300); do grep -q '^Ready\.' "$WORK/flagbase.out" 2>/dev/null && break; sleep 0.1; done
+BASE=$(sed -n 's/^ *http: *//p' "$WORK/flagbase.out" | head -n1)
+SETUP=$(sed -n 's/^ *setup token: *//p' "$WORK/flagbase.out" | head -n1)
+[[ -n "$BASE" ]] || die "flagbase did not start: $(cat "$WORK/flagbase.err")"
+JWT=$(call 201 POST "$BASE/setup" \
+    "{\"token\":\"$SETUP\",\"email\":\"bench@example.com\",\"password\":\"correct horse battery\"}" | json token)
+AUTH="Authorization: Bearer $JWT"
+TOKEN=$(call 201 POST "$BASE/api/v1/tokens" '{"name":"bench","role":"user"}' "$AUTH" | json token)
+call 201 POST "$BASE/api/v1/flags" '{"key":"bench-route","enabled":true,"default_value":false,"rules":[{"attribute":"role","operator":"equals","value":"user","variant":true}]}' "$AUTH" >/dev/null
+call 201 POST "$BASE/api/v1/gateway/routes" "{\"path\":\"/gateway/bench\",\"flag_key\":\"bench-route\",\"target\":\"$UP\",\"fallback_target\":\"http://127.0.0.1:$DEAD_PORT\"}" "$AUTH" >/dev/null
+GW_URL=$BASE/gateway/bench/
+echo "   sample: $(call 200 GET "$GW_URL" "" "Authorization: Bearer $TOKEN")"
+echo "== upstream $UP (cpu $UPSTREAM_CPU), nginx :$PROXY_PORT and flagbase $BASE (cpu $SERVER_CPU), wrk on cpu $CLIENT_CPU"
+
+# cpu_ticks PID: user + system clock ticks so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+TICKS=$(getconf CLK_TCK)
+
+# bench LABEL CONNECTIONS URL [HEADER]
+bench() {
+    local label=$1 conns=$2 url=$3 header=${4:-} before after start end
+    local -a cmd=(taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" --latency -s "$LUA")
+    WRK_LABEL=warmup WRK_HEADER=$header "${cmd[@]}" -d"$WARMUP" "$url" >/dev/null
+    before=$(cpu_ticks "$SERVER_PID"); start=$(date +%s.%N)
+    WRK_LABEL=$label WRK_HEADER=$header "${cmd[@]}" -d"$DURATION" "$url" >"$WORK/wrk.out"
+    after=$(cpu_ticks "$SERVER_PID"); end=$(date +%s.%N)
+    local line
+    line=$(grep '^RESULT ' "$WORK/wrk.out") || { cat "$WORK/wrk.out"; die "wrk failed for $label"; }
+    if [[ "$label" == gateway* ]]; then
+        line="$line cpu_pct=$(python3 -c "print(round(100*($after-$before)/$TICKS/($end-$start)))") rss_mib=$(( $(rss_kib "$SERVER_PID") / 1024 ))"
+    fi
+    echo "$line" | tee -a "$RESULTS"
+    grep -q 'non2xx=0 socket_errors=0' <<<"$line" || echo "  WARNING: $label had failed requests" >&2
+}
+
+for round in $(seq "$ROUNDS"); do
+    echo "== round $round"
+    for conns in "$CONNECTIONS" 1; do
+        bench "direct.c$conns" "$conns" "$UP/"
+        bench "nginx.c$conns" "$conns" "http://127.0.0.1:$PROXY_PORT/"
+        bench "gateway.c$conns" "$conns" "$GW_URL" "Authorization: Bearer $TOKEN"
+    done
+done
+
+echo
+echo "== results (wrk -t1 -d$DURATION; proxies on cpu $SERVER_CPU, wrk on cpu $CLIENT_CPU, upstream on cpu $UPSTREAM_CPU)"
+python3 - "$RESULTS" <<'PY'
+import sys
+rows = []
+for line in open(sys.argv[1]):
+    parts = line.split()
+    rows.append((parts[1], dict(p.split("=", 1) for p in parts[2:])))
+print(f"{'scenario':14} {'req/s':>8} {'p50 µs':>8} {'p99 µs':>8} {'cpu %':>6} {'RSS MiB':>8} {'failed':>6}")
+for name, f in rows:
+    failed = int(f["non2xx"]) + int(f["socket_errors"])
+    print(f"{name:14} {f['rps']:>8} {1000*float(f['p50_ms']):>8.0f} {1000*float(f['p99_ms']):>8.0f} "
+          f"{f.get('cpu_pct', ''):>6} {f.get('rss_mib', ''):>8} {failed:>6}")
+# Added p50 with one connection: gateway (or nginx) minus direct, per round.
+def p50(prefix):
+    return [1000 * float(f["p50_ms"]) for n, f in rows if n == prefix]
+d, n, g = p50("direct.c1"), p50("nginx.c1"), p50("gateway.c1")
+for i in range(min(len(d), len(n), len(g))):
+    print(f"round {i+1}: added p50 with one connection: nginx {n[i]-d[i]:.0f} µs, gateway {g[i]-d[i]:.0f} µs")
+PY

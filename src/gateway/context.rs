@@ -1,0 +1,166 @@
+//! What a gateway request is evaluated for: the caller under the context
+//! rule of the API (a person's credential names them; anonymous callers
+//! are role `anonymous`, keyed by their sticky bucketing cookie) plus the
+//! request itself: `method`, `path`, `ip`, `header.<name>`, `query.<name>`
+//! and `cookie.<name>`.
+
+use std::net::IpAddr;
+
+use flagbase_engine::Context;
+use hyper::header::{self, HeaderMap};
+use hyper::http::request::Parts;
+use rand::RngCore;
+
+use crate::iam::Caller;
+
+/// The role anonymous callers have in rules and in `X-Flagbase-Role`.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// Request attributes beyond these counts are left out of the context
+/// (hyper already caps headers at 100).
+const MAX_QUERY: usize = 64;
+const MAX_COOKIES: usize = 64;
+
+/// Headers that carry credentials: never offered to rules.
+const SECRET_HEADERS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "cookie",
+];
+
+pub fn valid_cookie_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+/// A bucketing id we could have issued (or an SDK could have set): short,
+/// URL-safe, long enough not to collide.
+pub fn valid_bucket(value: &str) -> bool {
+    (8..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+/// 128 random bits, URL-safe base64: a new anonymous visitor's bucket.
+pub fn new_bucket() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Every `name=value` pair of the request's `Cookie` headers.
+pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .filter_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            Some((name.trim(), value.trim().trim_matches('"')))
+        })
+}
+
+/// The evaluation context of one request. `bucket` is the anonymous
+/// caller's targeting key.
+pub fn build(parts: &Parts, caller: Option<&Caller>, ip: IpAddr, bucket: Option<&str>) -> Context {
+    let mut ctx = match (caller, bucket) {
+        (Some(caller), _) => Context::with_targeting_key(caller.user.id.clone()),
+        (None, Some(bucket)) => Context::with_targeting_key(bucket),
+        (None, None) => Context::new(),
+    };
+    ctx.attributes.reserve(parts.headers.len() + 8);
+    ctx.insert("method", parts.method.as_str());
+    ctx.insert("path", parts.uri.path());
+    ctx.insert("ip", ip.to_string());
+    for (name, value) in &parts.headers {
+        if SECRET_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        if let Ok(value) = value.to_str() {
+            let key = format!("header.{}", name.as_str());
+            // The first of repeated headers; rules see one value.
+            ctx.attributes
+                .entry(key)
+                .or_insert_with(|| value.to_string().into());
+        }
+    }
+    if let Some(query) = parts.uri.query() {
+        for (name, value) in form_urlencoded::parse(query.as_bytes()).take(MAX_QUERY) {
+            ctx.attributes
+                .entry(format!("query.{name}"))
+                .or_insert_with(|| value.into_owned().into());
+        }
+    }
+    for (name, value) in cookies(&parts.headers).take(MAX_COOKIES) {
+        ctx.attributes
+            .entry(format!("cookie.{name}"))
+            .or_insert_with(|| value.to_string().into());
+    }
+    // Identity comes last, from the credential: a header or cookie cannot
+    // claim it.
+    match caller {
+        Some(caller) => {
+            ctx.insert("userId", caller.user.id.clone());
+            ctx.insert("email", caller.user.email.clone());
+            ctx.insert("role", caller.role.as_str());
+        }
+        None => ctx.insert("role", ANONYMOUS),
+    }
+    ctx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut req = hyper::Request::get(uri);
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn the_request_becomes_attributes_and_identity_cannot_be_spoofed() {
+        let p = parts(
+            "/gateway/api/x?beta=yes&role=admin",
+            &[
+                ("x-canary", "1"),
+                ("cookie", "a=1; beta=yes"),
+                ("authorization", "Bearer secret"),
+                ("role", "admin"),
+            ],
+        );
+        let ctx = build(&p, None, "10.0.0.9".parse().unwrap(), Some("bucket-123"));
+        let get = |k: &str| {
+            ctx.attribute(k)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        assert_eq!(ctx.targeting_key.as_deref(), Some("bucket-123"));
+        assert_eq!(get("method").as_deref(), Some("GET"));
+        assert_eq!(get("path").as_deref(), Some("/gateway/api/x"));
+        assert_eq!(get("ip").as_deref(), Some("10.0.0.9"));
+        assert_eq!(get("header.x-canary").as_deref(), Some("1"));
+        assert_eq!(get("query.beta").as_deref(), Some("yes"));
+        assert_eq!(get("cookie.beta").as_deref(), Some("yes"));
+        assert_eq!(get("role").as_deref(), Some(ANONYMOUS));
+        assert_eq!(get("header.authorization"), None);
+        assert_eq!(get("header.cookie"), None);
+    }
+
+    #[test]
+    fn buckets_are_url_safe_and_distinct() {
+        let (a, b) = (new_bucket(), new_bucket());
+        assert!(valid_bucket(&a) && valid_bucket(&b));
+        assert_ne!(a, b);
+        assert!(!valid_bucket("short") && !valid_bucket("has space in it"));
+    }
+}

@@ -1,0 +1,627 @@
+//! Forwarding one request: pick the route (longest prefix), check the
+//! caller's role, evaluate the route's flag for the caller and the request,
+//! then stream the request to the chosen upstream and its response back,
+//! with the header rules a user expects of nginx or Envoy (RFC 9110
+//! hop-by-hop fields removed, `X-Forwarded-*` set, `X-Flagbase-*` only
+//! from us, the caller's credentials kept unless the route forwards them).
+//! Neither body is ever buffered whole; upgrades (WebSocket) are spliced.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use flagbase_engine::Evaluation;
+use hyper::body::{Frame, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use serde_json::Value;
+
+use super::context::{self, ANONYMOUS};
+use super::net::Cidr;
+use super::route::{self, Route, Target};
+use super::Gateway;
+use crate::config::GatewayConfig;
+use crate::error::{Error, Result};
+use crate::iam::Caller;
+
+/// How long a pooled upstream connection may sit unused.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+/// Idle connections kept per upstream; more are closed once used.
+const POOL_MAX_IDLE_PER_HOST: usize = 256;
+/// How long a bucketing cookie lives in the browser (a year).
+const COOKIE_MAX_AGE: u64 = 365 * 24 * 3600;
+
+/// The headers that describe one hop only (RFC 9110 §7.6.1), plus the
+/// legacy ones proxies still see.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Why the gateway answers instead of the upstream, by whose fault:
+/// the caller's (no route, method, path, body size, role), the flag's
+/// (disabled route), or the upstream's (`Failed` carries 502/504 kinds).
+#[derive(Debug)]
+pub enum ProxyError {
+    NoRoute,
+    MethodNotAllowed,
+    /// A dot segment that could climb out of the route's prefix upstream.
+    BadPath,
+    TooLarge {
+        limit: u64,
+    },
+    /// The flag is off and the route has no fallback. A new anonymous
+    /// visitor still gets their bucketing cookie, so the next request
+    /// lands in the same bucket.
+    Disabled {
+        set_cookie: Option<HeaderValue>,
+    },
+    Failed(Error),
+}
+
+impl From<Error> for ProxyError {
+    fn from(e: Error) -> Self {
+        ProxyError::Failed(e)
+    }
+}
+
+pub struct Proxy {
+    client: Client<HttpConnector, LimitedBody>,
+    cookie_name: String,
+    trusted: Vec<Cidr>,
+    max_body_bytes: u64,
+}
+
+impl Proxy {
+    pub fn new(config: &GatewayConfig) -> Result<Proxy> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        let trusted = config
+            .trusted_proxies
+            .iter()
+            .map(|b| Cidr::parse(b).map_err(|e| Error::invalid("gateway.trusted_proxies", e)))
+            .collect::<Result<_>>()?;
+        Ok(Proxy {
+            client,
+            cookie_name: config.cookie_name.clone(),
+            trusted,
+            max_body_bytes: config.max_body_bytes,
+        })
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|b| b.contains(ip))
+    }
+
+    /// The client's address: the peer, or behind trusted proxies the
+    /// right-most `X-Forwarded-For` entry that is not one of them.
+    fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        let entries = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect::<Vec<_>>();
+        for entry in entries.into_iter().rev() {
+            match entry.trim().parse::<IpAddr>() {
+                Ok(ip) => {
+                    client = ip;
+                    if !self.trusts(ip) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        client
+    }
+}
+
+/// What was served, for the upstream's headers and the detector.
+struct Served {
+    flag: String,
+    /// The variant key, else the value as text (`true`, `beta`).
+    variant: String,
+}
+
+/// The variant key, else the served value as text.
+fn label(eval: &Evaluation<'_>) -> String {
+    if let Some(variant) = eval.variant {
+        return variant.to_string();
+    }
+    match eval.value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The upstream for an evaluation, `None` when the route is off. A
+/// disabled or missing flag is off; otherwise a `variants` entry for the
+/// variant (or value) wins, then `false` is off, then the main target.
+fn choose<'r>(route: &'r Route, eval: &Evaluation<'_>, label: &str) -> Option<&'r Target> {
+    use flagbase_engine::Reason;
+    let off = matches!(eval.reason, Reason::Disabled | Reason::Error);
+    if !off {
+        if let Some(target) = route.variants.get(label) {
+            return Some(target);
+        }
+    }
+    if off || *eval.value == Value::Bool(false) {
+        return route.fallback.as_ref();
+    }
+    Some(&route.target)
+}
+
+impl Gateway {
+    /// Serves one request below `/gateway`.
+    pub async fn serve(
+        &self,
+        req: Request<Body>,
+        caller: Option<Caller>,
+        peer: SocketAddr,
+    ) -> std::result::Result<Response<Body>, ProxyError> {
+        let (mut parts, body) = req.into_parts();
+        let path = parts.uri.path();
+        if route::check_segments(path).is_err() {
+            return Err(ProxyError::BadPath);
+        }
+        let table = self.table();
+        let route = table.find(path).ok_or(ProxyError::NoRoute)?.clone();
+        drop(table);
+        if !route.allows(parts.method.as_str()) {
+            return Err(ProxyError::MethodNotAllowed);
+        }
+        if let Some(needed) = route.require_role {
+            match &caller {
+                None => {
+                    return Err(Error::Unauthenticated(
+                        "this route needs credentials: send Authorization: Bearer <token>".into(),
+                    )
+                    .into())
+                }
+                Some(caller) => caller.require(needed)?,
+            }
+        }
+        let proxy = &self.proxy;
+        let trusted = proxy.trusts(peer.ip());
+        let https = trusted
+            && parts
+                .headers
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+
+        let mut minted = None;
+        let (target, served) = match &route.flag_key {
+            None => (&route.target, None),
+            Some(key) => {
+                let bucket = if caller.is_some() {
+                    None
+                } else {
+                    let sent = context::cookies(&parts.headers)
+                        .find(|(name, _)| *name == proxy.cookie_name)
+                        .map(|(_, value)| value)
+                        .filter(|value| context::valid_bucket(value))
+                        .map(str::to_string);
+                    Some(sent.unwrap_or_else(|| {
+                        let bucket = context::new_bucket();
+                        minted = Some(bucket.clone());
+                        bucket
+                    }))
+                };
+                let ip = proxy.client_ip(peer.ip(), &parts.headers);
+                let ctx = context::build(&parts, caller.as_ref(), ip, bucket.as_deref());
+                let live = self.flags.live();
+                let eval = live.snapshot.evaluate(key, &ctx);
+                let variant = label(&eval);
+                let chosen = choose(&route, &eval, &variant);
+                let served = (eval.error_code.is_none()).then(|| Served {
+                    flag: key.clone(),
+                    variant,
+                });
+                match chosen {
+                    Some(target) => (target, served),
+                    None => {
+                        self.observe(served.as_ref(), false);
+                        let set_cookie = minted.as_deref().and_then(|b| proxy.cookie(b, https));
+                        return Err(ProxyError::Disabled { set_cookie });
+                    }
+                }
+            }
+        };
+
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > proxy.max_body_bytes) {
+            return Err(ProxyError::TooLarge {
+                limit: proxy.max_body_bytes,
+            });
+        }
+        let upgrade = upgrade_requested(&parts.headers);
+        let client_upgrade = upgrade
+            .is_some()
+            .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+            .flatten();
+
+        let uri = upstream_uri(&route, target, &parts.uri)?;
+        let mut headers = std::mem::take(&mut parts.headers);
+        let original_host = headers.get(header::HOST).cloned();
+        strip_hop_by_hop(&mut headers);
+        if let Some(upgrade) = upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, upgrade);
+        }
+        forwarding_headers(
+            &mut headers,
+            &Forwarding {
+                trusted,
+                peer: peer.ip(),
+                host: original_host,
+                prefix: route.strip_prefix.then_some(route.path.as_str()),
+                target,
+            },
+        );
+        if !route.forward_authorization {
+            headers.remove(header::AUTHORIZATION);
+            headers.remove("x-api-key");
+        }
+        identity_headers(&mut headers, caller.as_ref(), served.as_ref());
+        if let Some(bucket) = &minted {
+            // The upstream (and an SDK in it) sees the bucket from the
+            // first request on, as it will from the browser afterwards.
+            let pair = format!("{}={bucket}", proxy.cookie_name);
+            let joined = match headers.get(header::COOKIE).and_then(|v| v.to_str().ok()) {
+                Some(existing) => format!("{existing}; {pair}"),
+                None => pair,
+            };
+            if let Ok(value) = HeaderValue::from_str(&joined) {
+                headers.insert(header::COOKIE, value);
+            }
+        }
+
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let mut upstream = Request::new(LimitedBody {
+            inner: body,
+            remaining: proxy.max_body_bytes,
+            exceeded: exceeded.clone(),
+        });
+        *upstream.method_mut() = parts.method;
+        *upstream.uri_mut() = uri;
+        *upstream.version_mut() = Version::HTTP_11;
+        *upstream.headers_mut() = headers;
+
+        let sent = tokio::time::timeout(route.timeout, proxy.client.request(upstream)).await;
+        let mut response = match sent {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                if exceeded.load(Ordering::Relaxed) {
+                    return Err(ProxyError::TooLarge {
+                        limit: proxy.max_body_bytes,
+                    });
+                }
+                self.observe(served.as_ref(), true);
+                tracing::warn!(route = %route.id, upstream = %target.authority, error = %chain(&e), "gateway upstream failed");
+                let message = if e.is_connect() {
+                    "the upstream is unreachable"
+                } else {
+                    "the upstream broke the exchange"
+                };
+                return Err(Error::BadGateway(message.into()).into());
+            }
+            Err(_) => {
+                self.observe(served.as_ref(), true);
+                tracing::warn!(route = %route.id, upstream = %target.authority, timeout = ?route.timeout, "gateway upstream timed out");
+                return Err(
+                    Error::GatewayTimeout("the upstream did not answer in time".into()).into(),
+                );
+            }
+        };
+
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            if let Some(client_upgrade) = client_upgrade {
+                tokio::spawn(splice(client_upgrade, upstream_upgrade, route.id.clone()));
+            }
+        } else {
+            strip_hop_by_hop(response.headers_mut());
+        }
+        if let Some(cookie) = minted.as_deref().and_then(|b| proxy.cookie(b, https)) {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        self.observe(served.as_ref(), response.status().is_server_error());
+        Ok(response.map(Body::new))
+    }
+
+    /// Feeds the detector: an exposure for the variant served and, for an
+    /// upstream 5xx or a gateway failure, an error event.
+    /// Both are in-memory counter additions; a task flushes them.
+    fn observe(&self, served: Option<&Served>, failed: bool) {
+        let Some(served) = served else {
+            return;
+        };
+        self.metrics.exposure(&served.flag, &served.variant);
+        if failed {
+            self.metrics
+                .record(&served.flag, &served.variant, crate::metrics::ERROR, 1.0);
+        }
+    }
+}
+
+impl Proxy {
+    fn cookie(&self, bucket: &str, secure: bool) -> Option<HeaderValue> {
+        let secure = if secure { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{}={bucket}; Path=/; Max-Age={COOKIE_MAX_AGE}; HttpOnly; SameSite=Lax{secure}",
+            self.cookie_name
+        ))
+        .ok()
+    }
+}
+
+/// The `Upgrade` value when the client asks to switch protocols.
+fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// The target's base path, then the request path (without the route's
+/// prefix when it strips it), then the query string unchanged.
+fn upstream_uri(route: &Route, target: &Target, uri: &Uri) -> Result<Uri> {
+    let path = uri.path();
+    let tail = if route.strip_prefix {
+        &path[route.path.len()..]
+    } else {
+        path
+    };
+    let mut pq = String::with_capacity(target.base_path.len() + tail.len() + 64);
+    pq.push_str(&target.base_path);
+    pq.push_str(tail);
+    if pq.is_empty() {
+        pq.push('/');
+    }
+    if let Some(query) = uri.query() {
+        pq.push('?');
+        pq.push_str(query);
+    }
+    Uri::builder()
+        .scheme(target.scheme.clone())
+        .authority(target.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|e| Error::internal(format!("upstream URI: {e}")))
+}
+
+/// Removes the hop-by-hop fields, including every field `Connection` names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+struct Forwarding<'a> {
+    /// Whether the peer is a trusted proxy, whose forwarding headers stand.
+    trusted: bool,
+    peer: IpAddr,
+    host: Option<HeaderValue>,
+    prefix: Option<&'a str>,
+    target: &'a Target,
+}
+
+/// `X-Forwarded-For` (appended to a trusted proxy's, else replaced),
+/// `-Proto`, `-Host`, `-Prefix`, and `Host` for the upstream.
+fn forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
+    let peer = f.peer.to_canonical().to_string();
+    let xff = if f.trusted {
+        let earlier: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if earlier.is_empty() {
+            peer
+        } else {
+            format!("{}, {peer}", earlier.join(", "))
+        }
+    } else {
+        headers.remove("forwarded");
+        peer
+    };
+    if let Ok(value) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", value);
+    }
+    let proto_kept = f.trusted
+        && headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| matches!(v.as_bytes(), b"http" | b"https"));
+    if !proto_kept {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    if !(f.trusted && headers.contains_key("x-forwarded-host")) {
+        match &f.host {
+            Some(host) => headers.insert("x-forwarded-host", host.clone()),
+            None => headers.remove("x-forwarded-host"),
+        };
+    }
+    match f.prefix.and_then(|p| HeaderValue::from_str(p).ok()) {
+        Some(prefix) => headers.insert("x-forwarded-prefix", prefix),
+        None => headers.remove("x-forwarded-prefix"),
+    };
+    if let Ok(host) = HeaderValue::from_str(f.target.authority.as_str()) {
+        headers.insert(header::HOST, host);
+    }
+}
+
+/// Drops every client-sent `X-Flagbase-*` field and sets ours.
+fn identity_headers(headers: &mut HeaderMap, caller: Option<&Caller>, served: Option<&Served>) {
+    if headers
+        .keys()
+        .any(|k| k.as_str().starts_with("x-flagbase-"))
+    {
+        let spoofed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("x-flagbase-"))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            headers.remove(name);
+        }
+    }
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    match caller {
+        Some(caller) => {
+            set("x-flagbase-user-id", &caller.user.id);
+            set("x-flagbase-role", caller.role.as_str());
+        }
+        None => set("x-flagbase-role", ANONYMOUS),
+    }
+    if let Some(served) = served {
+        set("x-flagbase-flag", &served.flag);
+        set("x-flagbase-variant", &served.variant);
+    }
+}
+
+/// Relays bytes both ways between an upgraded client and upstream until
+/// either side closes.
+async fn splice(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    route: String,
+) {
+    let (client, upstream) = tokio::join!(client, upstream);
+    match (client, upstream) {
+        (Ok(client), Ok(upstream)) => {
+            let (mut a, mut b) = (TokioIo::new(client), TokioIo::new(upstream));
+            if let Err(e) = tokio::io::copy_bidirectional(&mut a, &mut b).await {
+                tracing::debug!(%route, error = %e, "upgraded gateway connection ended");
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::debug!(%route, error = %e, "gateway upgrade did not complete")
+        }
+    }
+}
+
+/// An error with its causes, for the log (hyper's top level says little).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The client's body on its way upstream, cut off past the gateway limit
+/// (a chunked body declares no length to refuse up front).
+pub struct LimitedBody {
+    inner: Body,
+    remaining: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for LimitedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                let len = data.len() as u64;
+                if len > self.remaining {
+                    self.exceeded.store(true, Ordering::Relaxed);
+                    return Poll::Ready(Some(Err(axum::Error::new(
+                        "request body over gateway.max_body_bytes",
+                    ))));
+                }
+                self.remaining -= len;
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_fields_go_including_those_connection_names() {
+        let mut h = HeaderMap::new();
+        for (n, v) in [
+            ("connection", "keep-alive, x-secret-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("x-kept", "yes"),
+        ] {
+            h.insert(n, HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+}
