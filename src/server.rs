@@ -133,9 +133,10 @@ pub async fn start(config: Config) -> Result<(), StartError> {
 
     // Request paths count into memory; a task moves the counts to the store
     // until HTTP has stopped, then once more.
-    let metrics = Arc::new(crate::metrics::Recorder::new(
-        config.metrics.bucket.get().as_secs(),
-    ));
+    let metrics = Arc::new(
+        crate::metrics::Recorder::new(config.metrics.bucket.get().as_secs())
+            .counting_exposures(config.metrics.count_exposures),
+    );
     let (metric_store, anomaly_store): (Arc<dyn MetricStore>, Arc<dyn AnomalyStore>) =
         (sqlite.clone(), sqlite);
     let (flush_stop, flush_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -66,6 +66,7 @@ pub struct Recorder {
     bucket_secs: i64,
     pending: AtomicUsize,
     dropped: AtomicU64,
+    count_exposures: bool,
 }
 
 thread_local! {
@@ -123,7 +124,14 @@ impl Recorder {
             bucket_secs: i64::try_from(bucket_secs.max(1)).unwrap_or(i64::MAX),
             pending: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
+            count_exposures: true,
         }
+    }
+
+    /// Whether `exposure` and `exposed` count (`metrics.count_exposures`).
+    pub fn counting_exposures(mut self, on: bool) -> Recorder {
+        self.count_exposures = on;
+        self
     }
 
     pub fn bucket_secs(&self) -> i64 {
@@ -133,19 +141,24 @@ impl Recorder {
     /// One exposure of `variant` of `flag_key` (served by an evaluation, a
     /// gateway route or a function gate).
     pub fn exposure(&self, flag_key: &str, variant: &str) {
-        self.record(flag_key, variant, EXPOSURE, 1.0);
+        if self.count_exposures {
+            self.record(flag_key, variant, EXPOSURE, 1.0);
+        }
     }
 
     /// The exposure an evaluation served, if it served one (an error
     /// serves none).
     pub fn exposed(&self, flag: &CompiledFlag, e: &Evaluation<'_>) {
-        if e.error_code.is_none() {
+        if self.count_exposures && e.error_code.is_none() {
             self.exposure(flag.key(), &variant_name(flag, e));
         }
     }
 
     /// Like `exposed`, for callers holding the key rather than the flag.
     pub fn exposed_in(&self, snapshot: &Snapshot, key: &str, e: &Evaluation<'_>) {
+        if !self.count_exposures {
+            return;
+        }
         if let Some(flag) = snapshot.get(key) {
             self.exposed(flag, e);
         }
