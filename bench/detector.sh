@@ -99,6 +99,13 @@ bench() { # LABEL METHOD URL BODY
     grep -q 'non2xx=0 socket_errors=0' <<<"$line" || echo "  WARNING: $1 had failed requests" >&2
 }
 
+# ------------------------------------------------ 0. exposure cost in process
+echo "== 0. counting one exposure, in process (examples/exposure_cost.rs)"
+if [[ "${SKIP_BUILD:-}" != 1 ]]; then
+    cargo build --release --quiet --example exposure_cost
+fi
+taskset -c "$SERVER_CPU" "$TARGET/release/examples/exposure_cost"
+
 # ------------------------------------------------ 1. exposure counting cost
 echo "== 1. evaluation with exposure counting off/on, $ROUNDS interleaved rounds"
 OFREP_BODY='{"context":{"targetingKey":"user-42","plan":"free"}}'
@@ -191,7 +198,7 @@ echo "== 4. from the 11th error to flagbase.flag.disabled (anomaly.interval 1s)"
 start --set anomaly.interval=1s --set metrics.flush_interval=1s
 flags 20
 python3 - "$BASE" "$JWT" "$BUS" <<'PY'
-import json, socket, statistics, sys, time, urllib.request
+import json, random, socket, statistics, sys, time, urllib.request
 base, jwt, bus = sys.argv[1], sys.argv[2], sys.argv[3]
 host, port = bus.rsplit(":", 1)
 s = socket.create_connection((host, int(port)))
@@ -215,6 +222,8 @@ for i in range(1, 21):
     events = [{"flag_key": key, "variant": "true", "event_type": "error"}] * 11
     req = urllib.request.Request(f"{base}/api/v1/events", json.dumps(events).encode(),
         {"Authorization": f"Bearer {jwt}", "Content-Type": "application/json"})
+    # A random moment within the tick, as real errors arrive.
+    time.sleep(random.random())
     t0 = time.monotonic()
     urllib.request.urlopen(req).read()
     msg = next_disabled()
