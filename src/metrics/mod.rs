@@ -74,6 +74,10 @@ pub struct Recorder {
     pending: AtomicUsize,
     dropped: AtomicU64,
     count_exposures: bool,
+    /// Held by a flush from drain to commit, so a reader that flushes
+    /// first (the metrics API, a detector tick) waits for a flush already
+    /// under way instead of reading the store before its counts land.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 /// One shard per cache line (two, for adjacent-line prefetch), so threads
@@ -149,6 +153,7 @@ impl Recorder {
             pending: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             count_exposures: true,
+            flushing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -156,6 +161,10 @@ impl Recorder {
     pub fn counting_exposures(mut self, on: bool) -> Recorder {
         self.count_exposures = on;
         self
+    }
+
+    pub(crate) fn flushing(&self) -> &tokio::sync::Mutex<()> {
+        &self.flushing
     }
 
     pub fn bucket_secs(&self) -> i64 {
