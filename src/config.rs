@@ -219,6 +219,9 @@ pub struct MetricsConfig {
     pub retention: HumanDuration,
     /// Whether events may name flags that do not exist (otherwise 404).
     pub accept_unknown_flags: bool,
+    /// Whether server-side evaluations count exposures (off only to
+    /// measure what counting costs).
+    pub count_exposures: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -295,6 +298,7 @@ impl Default for Config {
                 flush_interval: HumanDuration::from_secs(1),
                 retention: HumanDuration::from_secs(7 * 24 * 3600),
                 accept_unknown_flags: false,
+                count_exposures: true,
             },
             anomaly: AnomalyConfig {
                 enabled: true,

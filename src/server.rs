@@ -91,9 +91,10 @@ pub async fn start(config: Config) -> Result<(), StartError> {
     );
 
     // Request paths count into memory; a task moves the counts to the store.
-    let metrics = Arc::new(crate::metrics::Recorder::new(
-        config.metrics.bucket.get().as_secs(),
-    ));
+    let metrics = Arc::new(
+        crate::metrics::Recorder::new(config.metrics.bucket.get().as_secs())
+            .counting_exposures(config.metrics.count_exposures),
+    );
     let gateway = Arc::new(
         Gateway::load(
             gateway_store,

@@ -265,11 +265,14 @@ impl Detector {
             }
             // The rollout as it is now started at the flag's last change;
             // a resolved episode's events are not counted again.
-            let mut start = flag.updated_at.timestamp().max(oldest);
+            // The bucket of the flag's change counts (its events may be the
+            // rollout's first); the bucket of a resolution does not (its
+            // events are the episode's last).
+            let mut start = self.bucket_floor(flag.updated_at.timestamp().max(oldest));
             if let Some(resolved) = last.and_then(|a| a.resolved_at) {
-                start = start.max(resolved.timestamp());
+                start = start
+                    .max(self.bucket_floor(resolved.timestamp()) + self.recorder.bucket_secs());
             }
-            let start = self.bucket_floor(start);
             let window_start = window_from.max(start);
             queries.push(TotalsQuery {
                 flag_key: flag.key.clone(),

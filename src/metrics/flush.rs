@@ -24,6 +24,7 @@ fn prune_every(retention: Duration) -> Duration {
 
 /// Stores everything recorded so far; returns how many aggregates.
 pub async fn flush(recorder: &Recorder, store: &dyn MetricStore) -> Result<usize> {
+    let _turn = recorder.flushing().lock().await;
     let (deltas, dropped) = recorder.drain();
     if dropped > 0 {
         tracing::warn!(

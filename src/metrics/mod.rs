@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use flagbase_engine::{CompiledFlag, Evaluation, Snapshot};
+use flagbase_engine::{CompiledFlag, Evaluation, FxBuildHasher, Snapshot};
 
 /// The event type automatic exposure counting records.
 pub const EXPOSURE: &str = "exposure";
@@ -41,6 +41,12 @@ type Buckets = HashMap<i64, Agg>;
 /// names come from callers, who must not be able to flood one bucket.
 type Variants = HashMap<Box<str>, HashMap<Box<str>, Buckets>>;
 type Shard = HashMap<Box<str>, Variants>;
+/// Exposures, the hot path, apart: flag → variant → (bucket, count) in
+/// time order, so counting is two lookups and an addition on the last
+/// entry. Its keys are flag keys and variant names from definitions (only
+/// developers write those), so the engine's fast Fx hash is safe here.
+type ExposureShard =
+    HashMap<Box<str>, HashMap<Box<str>, Vec<(i64, u64)>, FxBuildHasher>, FxBuildHasher>;
 
 /// Count and sum of the values of one (flag, variant, type, bucket).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -62,10 +68,28 @@ pub struct BucketDelta {
 }
 
 pub struct Recorder {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[Padded<Mutex<Shard>>]>,
+    exposures: Box<[Padded<Mutex<ExposureShard>>]>,
     bucket_secs: i64,
     pending: AtomicUsize,
     dropped: AtomicU64,
+    count_exposures: bool,
+    /// Held by a flush from drain to commit, so a reader that flushes
+    /// first (the metrics API, a detector tick) waits for a flush already
+    /// under way instead of reading the store before its counts land.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+/// One shard per cache line (two, for adjacent-line prefetch), so threads
+/// counting into neighbouring shards do not contend for the same line.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 thread_local! {
@@ -119,11 +143,28 @@ impl Recorder {
     /// A recorder that aggregates into buckets `bucket_secs` wide (≥ 1).
     pub fn new(bucket_secs: u64) -> Recorder {
         Recorder {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Padded(Mutex::new(Shard::default())))
+                .collect(),
+            exposures: (0..SHARDS)
+                .map(|_| Padded(Mutex::new(ExposureShard::default())))
+                .collect(),
             bucket_secs: i64::try_from(bucket_secs.max(1)).unwrap_or(i64::MAX),
             pending: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
+            count_exposures: true,
+            flushing: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Whether `exposure` and `exposed` count (`metrics.count_exposures`).
+    pub fn counting_exposures(mut self, on: bool) -> Recorder {
+        self.count_exposures = on;
+        self
+    }
+
+    pub(crate) fn flushing(&self) -> &tokio::sync::Mutex<()> {
+        &self.flushing
     }
 
     pub fn bucket_secs(&self) -> i64 {
@@ -133,19 +174,53 @@ impl Recorder {
     /// One exposure of `variant` of `flag_key` (served by an evaluation, a
     /// gateway route or a function gate).
     pub fn exposure(&self, flag_key: &str, variant: &str) {
-        self.record(flag_key, variant, EXPOSURE, 1.0);
+        if !self.count_exposures {
+            return;
+        }
+        let bucket = now_secs().div_euclid(self.bucket_secs) * self.bucket_secs;
+        let mut shard = self.exposures[shard_index()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let counts = shard.get_mut(flag_key).and_then(|v| v.get_mut(variant));
+        if let Some(Some((b, n))) = counts.map(|c| c.last_mut()) {
+            if *b == bucket {
+                *n += 1;
+                return;
+            }
+        }
+        if self.pending.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let counts = shard
+            .entry(flag_key.into())
+            .or_default()
+            .entry(variant.into())
+            .or_default();
+        // Clocks can step back; a bucket seen before is found, not repeated.
+        match counts.iter_mut().find(|(b, _)| *b == bucket) {
+            Some((_, n)) => {
+                *n += 1;
+                self.pending.fetch_sub(1, Ordering::Relaxed);
+            }
+            None => counts.push((bucket, 1)),
+        }
     }
 
     /// The exposure an evaluation served, if it served one (an error
     /// serves none).
     pub fn exposed(&self, flag: &CompiledFlag, e: &Evaluation<'_>) {
-        if e.error_code.is_none() {
+        if self.count_exposures && e.error_code.is_none() {
             self.exposure(flag.key(), &variant_name(flag, e));
         }
     }
 
     /// Like `exposed`, for callers holding the key rather than the flag.
     pub fn exposed_in(&self, snapshot: &Snapshot, key: &str, e: &Evaluation<'_>) {
+        if !self.count_exposures {
+            return;
+        }
         if let Some(flag) = snapshot.get(key) {
             self.exposed(flag, e);
         }
@@ -215,6 +290,24 @@ impl Recorder {
                                 sum: agg.sum,
                             });
                         }
+                    }
+                }
+            }
+        }
+        for shard in self.exposures.iter() {
+            let taken = std::mem::take(&mut *shard.lock().unwrap_or_else(|p| p.into_inner()));
+            for (flag, variants) in taken {
+                for (variant, counts) in variants {
+                    for (bucket, count) in counts {
+                        self.pending.fetch_sub(1, Ordering::Relaxed);
+                        out.push(BucketDelta {
+                            flag_key: flag.to_string(),
+                            variant: variant.to_string(),
+                            event_type: EXPOSURE.to_string(),
+                            bucket,
+                            count,
+                            sum: count as f64,
+                        });
                     }
                 }
             }

@@ -243,6 +243,8 @@ impl Hub {
             Subject::FlagCreated
             | Subject::FlagUpdated
             | Subject::FlagToggled
+            // The detector's disabling is a flag change like any other.
+            | Subject::FlagDisabled
             | Subject::FlagDeleted => {
                 let Some(key) = event.payload["key"].as_str() else {
                     return;
