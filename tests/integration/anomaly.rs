@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::bus::bus_addr;
 use crate::harness::{Flagbase, Options};
+use crate::stream::Sse;
 
 /// A safety net against a hung test, not a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -108,6 +109,10 @@ async fn eleven_errors_disable_the_flag_with_a_decision_on_the_bus_in_the_audit_
     let mut sub = subscribe(&fb).await;
     create_flag(&fb, &admin, "ten").await;
     create_flag(&fb, &admin, "eleven").await;
+    // An SSE client watching the definitions sees the detector's change
+    // like any other.
+    let mut stream = Sse::open(&fb, "/api/v1/stream", Some(&admin), None).await;
+    assert_eq!(stream.next().await.unwrap().event.as_deref(), Some("snapshot"));
 
     send(&fb, &admin, events("ten", "true", "error", 10)).await;
     ticks(&fb, 2);
@@ -132,6 +137,11 @@ async fn eleven_errors_disable_the_flag_with_a_decision_on_the_bus_in_the_audit_
     assert!(decision["window"]["from"].is_string() && decision["at"].is_string());
 
     assert!(!enabled(&fb, &admin, "eleven").await);
+    let seen = stream.next().await.expect("the stream stays open");
+    assert_eq!(seen.event.as_deref(), Some("flag_updated"));
+    assert_eq!(seen.id, msg["seq"].as_u64());
+    assert_eq!(seen.json()["flag"]["key"], "eleven");
+    assert_eq!(seen.json()["flag"]["enabled"], false);
     let audit = fb
         .get("/api/v1/audit?target=flag:eleven", Some(&admin))
         .await;
