@@ -38,6 +38,8 @@ pub enum StartError {
     Iam(crate::error::Error),
     #[error("cannot load flags: {0}")]
     Flags(crate::error::Error),
+    #[error("cannot start the function runtime: {0}")]
+    Functions(String),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -63,11 +65,12 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         readers: config.database.readers,
         busy_timeout: config.database.busy_timeout.get(),
     };
-    let store: Arc<dyn Store> = Arc::new(
+    let sqlite = Arc::new(
         tokio::task::spawn_blocking(move || SqliteStore::open(&db_options))
             .await
             .expect("database open task")?,
     );
+    let store: Arc<dyn Store> = sqlite.clone();
     // The change feed every service publishes its committed changes to.
     let feed = Arc::new(ChangeFeed::default());
     let iam = Arc::new(
@@ -80,6 +83,8 @@ pub async fn start(config: Config) -> Result<(), StartError> {
             .await
             .map_err(StartError::Flags)?,
     );
+
+    let (buckets, functions) = start_functions(&config, sqlite.clone(), flags.clone()).await?;
 
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = TcpListener::bind(&addr)
@@ -132,6 +137,10 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         iam,
         flags,
         store: store.clone(),
+        buckets,
+        functions,
+        max_module_bytes: usize::try_from(config.functions.max_module_bytes).unwrap_or(usize::MAX),
+        max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
     };
     let router = http::router(
         state,
@@ -162,6 +171,56 @@ pub async fn start(config: Config) -> Result<(), StartError> {
     store.close().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Bucket storage under `storage.base_path` and the function runtime (its
+/// compiled-artifact cache beside the buckets); active functions are
+/// prepared before the listener opens, so the first call is warm.
+async fn start_functions(
+    config: &Config,
+    sqlite: Arc<SqliteStore>,
+    flags: Arc<Flags>,
+) -> Result<
+    (
+        Arc<crate::objects::Buckets>,
+        Arc<crate::functions::Functions>,
+    ),
+    StartError,
+> {
+    use crate::functions::runtime::{Runtime, RuntimeOptions};
+    let base = config.storage.base_path.clone();
+    let objects: Arc<dyn crate::objects::ObjectStore> = Arc::new(
+        crate::objects::fs::FsObjectStore::open(&base).map_err(|source| StartError::Storage {
+            path: base.clone(),
+            source,
+        })?,
+    );
+    let f = &config.functions;
+    let runtime = Runtime::new(&RuntimeOptions {
+        max_concurrency: f.max_concurrency,
+        max_memory: f.max_memory_limit,
+        max_stack: usize::try_from(f.max_stack_bytes).unwrap_or(usize::MAX),
+        cache_dir: base.join("cache").join("functions"),
+    })
+    .map_err(StartError::Functions)?;
+    let functions = Arc::new(
+        crate::functions::Functions::load(
+            sqlite,
+            objects.clone(),
+            flags,
+            Arc::new(runtime),
+            Arc::new(crate::functions::LogEvents),
+            f.clone(),
+        )
+        .await
+        .map_err(|e| StartError::Functions(e.to_string()))?,
+    );
+    functions.warm().await;
+    let buckets = Arc::new(crate::objects::Buckets::new(
+        objects,
+        usize::try_from(config.storage.max_object_bytes).unwrap_or(usize::MAX),
+    ));
+    Ok((buckets, functions))
 }
 
 /// Binds the embedded bus on `events.host:events.nats_port`.

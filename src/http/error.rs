@@ -51,6 +51,8 @@ impl From<Error> for ApiError {
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Error::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            Error::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "function_failed"),
             Error::Internal(detail) => {
                 // Logged once here, inside the request's span (which carries
                 // the request id); the body says nothing internal.

@@ -5,8 +5,10 @@
 mod admin_routes;
 mod auth;
 mod auth_routes;
+mod bucket_routes;
 pub mod error;
 mod flag_routes;
+mod function_routes;
 mod ofrep;
 mod request;
 mod serve;
@@ -16,7 +18,7 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, patch, post, put};
+use axum::routing::{any, delete, get, patch, post, put};
 use axum::Router;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -32,6 +34,12 @@ pub struct AppState {
     pub iam: Arc<Iam>,
     pub flags: Arc<Flags>,
     pub store: Arc<dyn Store>,
+    pub buckets: Arc<crate::objects::Buckets>,
+    pub functions: Arc<crate::functions::Functions>,
+    /// `functions.max_module_bytes`.
+    pub max_module_bytes: usize,
+    /// `server.max_body_bytes`, for routes that read their body themselves.
+    pub max_body_bytes: usize,
 }
 
 pub struct HttpOptions {
@@ -75,7 +83,48 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         )
         .route("/api/v1/evaluate", post(flag_routes::evaluate_many))
         .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_all))
-        .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag));
+        .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag))
+        .route(
+            "/api/v1/buckets/{bucket}/objects",
+            get(bucket_routes::list_objects),
+        )
+        .route(
+            "/api/v1/buckets/{bucket}/objects/{*name}",
+            get(bucket_routes::get_object)
+                .put(bucket_routes::put_object)
+                .delete(bucket_routes::delete_object),
+        )
+        .route(
+            "/api/v1/functions",
+            get(function_routes::list).post(function_routes::post_multipart),
+        )
+        .route(
+            "/api/v1/functions/{name}",
+            get(function_routes::get)
+                .put(function_routes::put)
+                .patch(function_routes::patch)
+                .delete(function_routes::delete),
+        )
+        .route(
+            "/api/v1/functions/{name}/activate",
+            post(function_routes::activate),
+        )
+        .route(
+            "/api/v1/functions/{name}/invocations",
+            get(function_routes::invocations),
+        )
+        .route(
+            "/api/v1/functions/{name}/invoke",
+            post(function_routes::invoke_api),
+        )
+        .route("/functions/{name}", any(function_routes::invoke_root))
+        .route(
+            "/functions/{name}/{*path}",
+            any(function_routes::invoke_path),
+        );
+    // Objects, modules and function bodies are read by their handlers from
+    // the raw body (which `DefaultBodyLimit` does not touch), each bounded
+    // by its own limit.
     with_common_layers(routes, options).with_state(state)
 }
 

@@ -70,6 +70,26 @@ const MIGRATIONS: &[&str] = &[
       WHERE numbered.id = audit_log.id;
      INSERT INTO change_sequence (id, last) SELECT 1, COUNT(*) FROM audit_log;
      CREATE UNIQUE INDEX audit_log_seq ON audit_log(seq);",
+    // functions: one row per function (its settings as JSON and the active
+    // version), one per uploaded version (the module itself lives in bucket
+    // storage under its hash).
+    "CREATE TABLE functions (
+        name           TEXT PRIMARY KEY,
+        settings       TEXT NOT NULL,
+        active_version INTEGER NOT NULL,
+        created_at     TEXT NOT NULL,
+        updated_at     TEXT NOT NULL,
+        updated_by     TEXT NOT NULL
+     );
+     CREATE TABLE function_versions (
+        name       TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        version    INTEGER NOT NULL,
+        sha256     TEXT NOT NULL,
+        size       INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+     );",
 ];
 
 /// The schema version this build writes.

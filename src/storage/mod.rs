@@ -11,6 +11,7 @@
 //! a `Committed<T>`; a change that fails takes no number. Deletions return
 //! what they deleted, so followers (events) can describe it.
 
+pub mod functions;
 mod migrations;
 mod pool;
 pub mod sqlite;

@@ -7,6 +7,7 @@
 
 mod audit;
 mod flags;
+mod functions;
 mod iam;
 
 use std::path::{Path, PathBuf};
