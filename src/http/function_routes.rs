@@ -285,7 +285,12 @@ fn cgi_response(reply: CgiResponse) -> Response {
     )
         .into_response();
     let headers = response.headers_mut();
-    let mut typed = false;
+    // Without a Content-Type of the module's, the body stays
+    // application/octet-stream, which no browser renders as a page.
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     for (name, value) in reply.headers {
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
@@ -293,14 +298,11 @@ fn cgi_response(reply: CgiResponse) -> Response {
         ) else {
             continue;
         };
-        typed |= name == header::CONTENT_TYPE;
-        headers.append(name, value);
-    }
-    if !typed {
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
+        if name == header::CONTENT_TYPE {
+            headers.insert(name, value);
+        } else {
+            headers.append(name, value);
+        }
     }
     response
 }

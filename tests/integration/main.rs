@@ -1,12 +1,14 @@
 //! Integration tests: the real binary, real HTTP, temporary directories,
 //! free ports. One test binary keeps link time down.
 
+mod buckets;
 mod bus;
 mod change_feed;
 mod cli;
 mod consistency;
 mod errors;
 mod flags;
+mod functions;
 mod hangup;
 mod harness;
 mod iam;
