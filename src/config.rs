@@ -26,6 +26,8 @@ pub struct Config {
     pub events: EventsConfig,
     pub log: LogConfig,
     pub functions: FunctionsConfig,
+    pub metrics: MetricsConfig,
+    pub anomaly: AnomalyConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -186,6 +188,38 @@ pub struct LogConfig {
     pub format: String,
 }
 
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Width of the time buckets events are aggregated into.
+    pub bucket: HumanDuration,
+    /// How often recorded events are moved from memory to the database.
+    pub flush_interval: HumanDuration,
+    /// How long aggregated buckets are kept.
+    pub retention: HumanDuration,
+    /// Whether events may name flags that do not exist (otherwise 404).
+    pub accept_unknown_flags: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyConfig {
+    /// Whether the detector runs at all.
+    pub enabled: bool,
+    /// How often the detector looks at every guarded flag.
+    pub interval: HumanDuration,
+    /// The sliding window it looks at.
+    pub window: HumanDuration,
+    /// The default guard: more than this many `error` events in the window
+    /// disable the flag (when exposures are too few for the comparison).
+    pub max_errors: u64,
+    /// Exposures each arm needs before the sequential comparison replaces
+    /// the plain count.
+    pub min_sample: u64,
+    /// The sequential test's false-alarm bound per watched rollout.
+    pub alpha: f64,
+}
+
 /// The secret every tutorial shows; refusing it keeps copies of tutorials safe.
 pub const WELL_KNOWN_SECRET: &str = "change-me-in-production";
 
@@ -241,6 +275,20 @@ impl Default for Config {
                 max_stack_bytes: 512 * 1024,
                 max_concurrency: 32,
                 invocation_log: 100,
+            },
+            metrics: MetricsConfig {
+                bucket: HumanDuration::from_secs(10),
+                flush_interval: HumanDuration::from_secs(1),
+                retention: HumanDuration::from_secs(7 * 24 * 3600),
+                accept_unknown_flags: false,
+            },
+            anomaly: AnomalyConfig {
+                enabled: true,
+                interval: HumanDuration::from_secs(30),
+                window: HumanDuration::from_secs(5 * 60),
+                max_errors: 10,
+                min_sample: 100,
+                alpha: 0.01,
             },
         }
     }
@@ -422,6 +470,7 @@ impl Config {
         if self.server.max_connections == 0 {
             return Err(("server.max_connections", "must be at least 1".into()));
         }
+        self.validate_detector()?;
         if self.database.path.as_os_str().is_empty() {
             return Err(("database.path", "must not be empty".into()));
         }
@@ -540,6 +589,42 @@ impl Config {
                 "log.format",
                 format!("unknown format {:?} (use pretty or json)", self.log.format),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The `metrics` and `anomaly` sections.
+    fn validate_detector(&self) -> Result<(), (&'static str, String)> {
+        let (m, a) = (&self.metrics, &self.anomaly);
+        let second = std::time::Duration::from_secs(1);
+        if m.bucket.get() < second || m.bucket.get().subsec_nanos() != 0 {
+            return Err((
+                "metrics.bucket",
+                "must be whole seconds, at least 1s".into(),
+            ));
+        }
+        if m.flush_interval.get().is_zero() {
+            return Err(("metrics.flush_interval", "must be longer than 0".into()));
+        }
+        if m.retention.get() < a.window.get() {
+            return Err((
+                "metrics.retention",
+                "must be at least anomaly.window".into(),
+            ));
+        }
+        if a.interval.get().is_zero() {
+            return Err(("anomaly.interval", "must be longer than 0".into()));
+        }
+        if a.window.get() < m.bucket.get() {
+            return Err(("anomaly.window", "must be at least metrics.bucket".into()));
+        }
+        if a.min_sample == 0 {
+            return Err(("anomaly.min_sample", "must be at least 1".into()));
+        }
+        if !(a.alpha > 0.0 && a.alpha < 0.5) {
+            return Err(("anomaly.alpha", "must be between 0 and 0.5".into()));
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! first-class. The binary (`main.rs`) parses the command line and builds the
 //! `Config`; everything else lives in this library so tests can reach it.
 
+pub mod anomaly;
 pub mod config;
 pub mod duration;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod functions;
 pub mod http;
 pub mod iam;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod objects;
 pub mod server;

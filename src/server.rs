@@ -11,13 +11,15 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::anomaly::decide::{Action, Guard};
+use crate::anomaly::{Detector, DetectorOptions};
 use crate::config::Config;
 use crate::events::{self, ChangeFeed};
 use crate::flags::Flags;
 use crate::http::{self, AppState, HttpOptions, ServeOptions};
 use crate::iam::Iam;
 use crate::storage::sqlite::{OpenError, SqliteOptions};
-use crate::storage::{SqliteStore, Store};
+use crate::storage::{AnomalyStore, MetricStore, SqliteStore, Store};
 use crate::version;
 
 /// Why Flagbase could not start (as opposed to a failing request).
@@ -65,7 +67,7 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         readers: config.database.readers,
         busy_timeout: config.database.busy_timeout.get(),
     };
-    let sqlite = Arc::new(
+    let sqlite: Arc<SqliteStore> = Arc::new(
         tokio::task::spawn_blocking(move || SqliteStore::open(&db_options))
             .await
             .expect("database open task")?,
@@ -84,7 +86,13 @@ pub async fn start(config: Config) -> Result<(), StartError> {
             .map_err(StartError::Flags)?,
     );
 
-    let (buckets, functions) = start_functions(&config, sqlite.clone(), flags.clone()).await?;
+    // Request paths count into memory; a task moves the counts to the store
+    // until HTTP has stopped, then once more.
+    let metrics = Arc::new(crate::metrics::Recorder::new(
+        config.metrics.bucket.get().as_secs(),
+    ));
+    let (buckets, functions) =
+        start_functions(&config, sqlite.clone(), flags.clone(), metrics.clone()).await?;
 
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = TcpListener::bind(&addr)
@@ -133,6 +141,35 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         }
     });
 
+    let (metric_store, anomaly_store): (Arc<dyn MetricStore>, Arc<dyn AnomalyStore>) =
+        (sqlite.clone(), sqlite);
+    let (flush_stop, flush_stopped) = tokio::sync::oneshot::channel::<()>();
+    let flusher = tokio::spawn(crate::metrics::flush::run(
+        metrics.clone(),
+        metric_store.clone(),
+        crate::metrics::flush::FlushOptions {
+            interval: config.metrics.flush_interval.get(),
+            retention: config.metrics.retention.get(),
+        },
+        async move {
+            let _ = flush_stopped.await;
+        },
+    ));
+    let detector = Arc::new(Detector::new(
+        store.clone(),
+        metric_store,
+        anomaly_store,
+        flags.clone(),
+        metrics.clone(),
+        feed.clone(),
+        detector_options(&config),
+    ));
+    if config.anomaly.enabled {
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(detector.clone().run(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        }));
+    }
     let state = AppState {
         iam,
         flags,
@@ -141,6 +178,8 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         functions,
         max_module_bytes: usize::try_from(config.functions.max_module_bytes).unwrap_or(usize::MAX),
         max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
+        metrics: metrics.clone(),
+        detector,
     };
     let router = http::router(
         state,
@@ -155,6 +194,9 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         shutdown_timeout: config.server.shutdown_timeout.get(),
     };
     http::serve(listener, router, serve_options, shutdown_rx).await;
+    // No request records events any more: store the last of them.
+    let _ = flush_stop.send(());
+    let _ = flusher.await;
     // HTTP is done, so no more changes: publish what is left, then stop
     // the bus with its clients.
     // Bounded: a wedged client must not keep the process from exiting.
@@ -180,6 +222,7 @@ async fn start_functions(
     config: &Config,
     sqlite: Arc<SqliteStore>,
     flags: Arc<Flags>,
+    metrics: Arc<crate::metrics::Recorder>,
 ) -> Result<
     (
         Arc<crate::objects::Buckets>,
@@ -209,7 +252,7 @@ async fn start_functions(
             objects.clone(),
             flags,
             Arc::new(runtime),
-            Arc::new(crate::functions::LogEvents),
+            metrics,
             f.clone(),
         )
         .await
@@ -221,6 +264,25 @@ async fn start_functions(
         usize::try_from(config.storage.max_object_bytes).unwrap_or(usize::MAX),
     ));
     Ok((buckets, functions))
+}
+
+fn detector_options(config: &Config) -> DetectorOptions {
+    let a = &config.anomaly;
+    DetectorOptions {
+        interval: a.interval.get(),
+        window: a.window.get(),
+        retention: config.metrics.retention.get(),
+        accept_unknown_flags: config.metrics.accept_unknown_flags,
+        defaults: Guard {
+            metric: crate::metrics::ERROR.into(),
+            max_count: a.max_errors,
+            min_sample: a.min_sample,
+            alpha: a.alpha,
+            action: Action::Disable,
+            control: None,
+            treatment: None,
+        },
+    }
 }
 
 /// Binds the embedded bus on `events.host:events.nats_port`.

@@ -18,6 +18,10 @@ pub enum Subject {
     FlagUpdated,
     FlagToggled,
     FlagDeleted,
+    /// The anomaly detector turned a flag off; the payload carries its decision.
+    FlagDisabled,
+    /// A flag's guard settings changed.
+    GuardUpdated,
     UserCreated,
     UserRoleChanged,
     UserDeleted,
@@ -32,6 +36,8 @@ impl Subject {
             Subject::FlagUpdated => "flagbase.flag.updated",
             Subject::FlagToggled => "flagbase.flag.toggled",
             Subject::FlagDeleted => "flagbase.flag.deleted",
+            Subject::FlagDisabled => "flagbase.flag.disabled",
+            Subject::GuardUpdated => "flagbase.guard.updated",
             Subject::UserCreated => "flagbase.user.created",
             Subject::UserRoleChanged => "flagbase.user.role_changed",
             Subject::UserDeleted => "flagbase.user.deleted",
@@ -47,6 +53,8 @@ impl Subject {
             Subject::FlagUpdated => "flag.update",
             Subject::FlagToggled => "flag.toggle",
             Subject::FlagDeleted => "flag.delete",
+            Subject::FlagDisabled => "flag.disable",
+            Subject::GuardUpdated => "guard.set",
             Subject::UserCreated => "user.create",
             Subject::UserRoleChanged => "user.role",
             Subject::UserDeleted => "user.delete",
@@ -61,6 +69,7 @@ impl Subject {
             "flag.toggle" => Subject::FlagToggled,
             "flag.create" => Subject::FlagCreated,
             "flag.delete" => Subject::FlagDeleted,
+            "flag.disable" => Subject::FlagDisabled,
             _ => Subject::FlagUpdated,
         }
     }

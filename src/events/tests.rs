@@ -93,7 +93,9 @@ fn target(event: &ChangeEvent) -> String {
         Subject::FlagCreated
         | Subject::FlagUpdated
         | Subject::FlagToggled
-        | Subject::FlagDeleted => {
+        | Subject::FlagDeleted
+        | Subject::FlagDisabled
+        | Subject::GuardUpdated => {
             format!("flag:{}", p["key"].as_str().unwrap())
         }
         Subject::UserCreated | Subject::UserRoleChanged | Subject::UserDeleted => {

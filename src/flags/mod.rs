@@ -24,12 +24,16 @@ use tokio::sync::Mutex;
 use crate::error::{Error, Result};
 use crate::events::{ChangeEvent, ChangeFeed, Subject};
 use crate::iam::Caller;
-use crate::model::{AuditQuery, AuditRecord, FlagRecord, Revision, Role};
+use crate::model::{AuditQuery, AuditRecord, Committed, FlagRecord, Revision, Role};
+use crate::storage::metrics::{AnomalyRecord, AnomalyStore, NewAnomaly};
 use crate::storage::Store;
 use crate::unit_of_work::run_to_completion;
 
 /// Fields the server keeps; accepted in request bodies (so a GET result can
 /// be sent back as a PUT) but never taken from them.
+/// The actor the anomaly detector's changes are audited under.
+pub const DETECTOR: &str = "detector";
+
 const SERVER_FIELDS: [&str; 4] = ["version", "created_at", "updated_at", "updated_by"];
 
 /// The snapshot evaluations read, and a tag that changes with it.
@@ -300,6 +304,43 @@ impl Flags {
             this.publish(&mut generation, |s| s.without_flag(&key));
             turn.publish(ChangeEvent::flag(Subject::FlagDeleted, &actor, &change));
             Ok(())
+        })
+        .await
+    }
+
+    /// The anomaly detector's action: turns `key` off if it is still at
+    /// `revision`, auditing it as actor `detector` with the decision record
+    /// and opening the anomaly in the same transaction, then serves and
+    /// publishes the change like any other (`flagbase.flag.disabled`, whose
+    /// payload adds `decision`). `PreconditionFailed` when a person changed
+    /// the flag since the detector read it: it decides again next tick.
+    pub async fn disable_by_detector(
+        self: &Arc<Self>,
+        anomalies: Arc<dyn AnomalyStore>,
+        revision: Revision,
+        anomaly: NewAnomaly,
+    ) -> Result<Committed<(FlagRecord, AnomalyRecord)>> {
+        let this = self.clone();
+        run_to_completion(async move {
+            let mut generation = this.writer.lock().await;
+            let (revision, mut map) = this.current(&anomaly.flag_key, Some(revision)).await?;
+            map.insert("enabled".into(), Value::Bool(false));
+            let (spec, compiled) = off_workers(move || compile(map)).await?;
+            let decision = anomaly.decision.clone();
+            let turn = this.feed.begin().await;
+            let change = anomalies
+                .disable_flag_for_anomaly(revision, spec, anomaly, DETECTOR)
+                .await?;
+            this.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
+            let flag_change = Committed {
+                value: change.value.0.clone(),
+                seq: change.seq,
+                at: change.at,
+            };
+            let mut event = ChangeEvent::flag(Subject::FlagDisabled, DETECTOR, &flag_change);
+            event.payload["decision"] = decision;
+            turn.publish(event);
+            Ok(change)
         })
         .await
     }

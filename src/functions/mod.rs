@@ -40,17 +40,18 @@ pub use settings::Settings;
 const MODULES: &str = "_functions";
 
 /// Where a metric event for the detector goes (`record_event`, and the
-/// error event of a failed run). The binary supplies it.
+/// error event of a failed run): the metrics recorder in the binary.
 pub trait EventSink: Send + Sync {
+    fn exposure(&self, flag_key: &str, variant: &str);
     fn record(&self, flag_key: &str, variant: &str, event_type: &str, value: f64);
 }
 
-/// The sink used until the metrics recorder is wired in: events are logged.
-pub struct LogEvents;
-
-impl EventSink for LogEvents {
+impl EventSink for crate::metrics::Recorder {
+    fn exposure(&self, flag_key: &str, variant: &str) {
+        crate::metrics::Recorder::exposure(self, flag_key, variant);
+    }
     fn record(&self, flag_key: &str, variant: &str, event_type: &str, value: f64) {
-        tracing::debug!(flag_key, variant, event_type, value, "function event");
+        crate::metrics::Recorder::record(self, flag_key, variant, event_type, value);
     }
 }
 
@@ -420,7 +421,8 @@ impl Functions {
             if eval.value != &Value::Bool(true) {
                 return Err(Error::NotFound(format!("function {name}")));
             }
-            variant = eval.variant.unwrap_or("on").to_string();
+            variant = variant_of(&live.snapshot, flag, &eval);
+            self.events.exposure(flag, &variant);
         }
         let request = CgiRequest {
             method: &call.method,
@@ -453,7 +455,8 @@ impl Functions {
             .await?;
         let result = self.conclude(name, &active, finished, caller.user.id.clone());
         if let (Some(flag), Err(_)) = (&active.settings.flag_key, &result) {
-            self.events.record(flag, &variant, "error", 1.0);
+            self.events
+                .record(flag, &variant, crate::metrics::ERROR, 1.0);
         }
         result
     }
@@ -548,6 +551,18 @@ impl Functions {
         entries.push_back(record);
         drop(log);
         result
+    }
+}
+
+/// The variant name the detector counts under, as evaluations name it.
+fn variant_of(
+    snapshot: &flagbase_engine::Snapshot,
+    key: &str,
+    eval: &flagbase_engine::Evaluation<'_>,
+) -> String {
+    match snapshot.get(key) {
+        Some(flag) => crate::metrics::variant_name(flag, eval).into_owned(),
+        None => "default".into(),
     }
 }
 
@@ -646,8 +661,8 @@ impl Host for InvocationHost {
         if eval.error_code == Some(flagbase_engine::ErrorCode::FlagNotFound) {
             return Err(HostError::NotFound);
         }
-        self.events
-            .record(flag, eval.variant.unwrap_or("default"), event_type, value);
+        let variant = variant_of(&live.snapshot, flag, &eval);
+        self.events.record(flag, &variant, event_type, value);
         Ok(())
     }
 }

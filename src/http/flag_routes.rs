@@ -315,6 +315,7 @@ pub async fn evaluate_one(
     );
     let live = state.flags.live();
     let eval = live.snapshot.evaluate(&key, &ctx);
+    state.metrics.exposed_in(&live.snapshot, &key, &eval);
     if eval.error_code == Some(ErrorCode::FlagNotFound) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -343,11 +344,14 @@ pub async fn evaluate_many(
     let flags: Vec<Evaluated> = match &req.keys {
         Some(keys) => keys
             .iter()
-            .map(|k| Evaluated::new(k, &live.snapshot.evaluate(k, &ctx)))
+            .map(|k| (k, live.snapshot.evaluate(k, &ctx)))
+            .inspect(|(k, e)| state.metrics.exposed_in(&live.snapshot, k, e))
+            .map(|(k, e)| Evaluated::new(k, &e))
             .collect(),
         None => live
             .snapshot
             .evaluate_all(&ctx)
+            .inspect(|(k, e)| state.metrics.exposed_in(&live.snapshot, k, e))
             .map(|(k, e)| Evaluated::new(k, &e))
             .collect(),
     };

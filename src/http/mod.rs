@@ -3,12 +3,14 @@
 //! (`iam`, the store for readiness) and maps their error kinds in `error`.
 
 mod admin_routes;
+mod anomaly_routes;
 mod auth;
 mod auth_routes;
 mod bucket_routes;
 pub mod error;
 mod flag_routes;
 mod function_routes;
+mod metrics_routes;
 mod ofrep;
 mod request;
 mod serve;
@@ -40,6 +42,8 @@ pub struct AppState {
     pub max_module_bytes: usize,
     /// `server.max_body_bytes`, for routes that read their body themselves.
     pub max_body_bytes: usize,
+    pub metrics: Arc<crate::metrics::Recorder>,
+    pub detector: Arc<crate::anomaly::Detector>,
 }
 
 pub struct HttpOptions {
@@ -121,10 +125,22 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .route(
             "/functions/{name}/{*path}",
             any(function_routes::invoke_path),
+        )
+        .route("/api/v1/events", post(metrics_routes::ingest))
+        .route("/api/v1/metrics", post(metrics_routes::ingest))
+        .route(
+            "/api/v1/flags/{key}/metrics",
+            get(metrics_routes::flag_metrics),
+        )
+        .route(
+            "/api/v1/flags/{key}/guard",
+            get(anomaly_routes::get_guard).put(anomaly_routes::put_guard),
+        )
+        .route("/api/v1/anomalies", get(anomaly_routes::list))
+        .route(
+            "/api/v1/anomalies/{id}/resolve",
+            post(anomaly_routes::resolve),
         );
-    // Objects, modules and function bodies are read by their handlers from
-    // the raw body (which `DefaultBodyLimit` does not touch), each bounded
-    // by its own limit.
     with_common_layers(routes, options).with_state(state)
 }
 

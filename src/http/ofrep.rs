@@ -233,6 +233,7 @@ pub async fn evaluate_flag(
         Some(flag) => flag.evaluate(&ctx),
         None => Evaluation::not_found(),
     };
+    flag.inspect(|f| state.metrics.exposed(f, &eval));
     match item(flag, &key, &eval) {
         Item::Failure {
             error_code,
@@ -308,7 +309,9 @@ pub async fn evaluate_all(
     let flags: Vec<Item> = live
         .snapshot
         .flags()
-        .map(|f| item(Some(f), f.key(), &f.evaluate(&ctx)))
+        .map(|f| (f, f.evaluate(&ctx)))
+        .inspect(|(f, e)| state.metrics.exposed(f, e))
+        .map(|(f, e)| item(Some(f), f.key(), &e))
         .collect();
     let mut response = axum::Json(Bulk { flags }).into_response();
     response.headers_mut().insert(header::ETAG, etag);

@@ -90,6 +90,37 @@ const MIGRATIONS: &[&str] = &[
         created_by TEXT NOT NULL,
         PRIMARY KEY (name, version)
      );",
+    // metric buckets (aggregated per flag, variant, event type and time
+    // bucket), per-flag guards, and the anomalies the detector opens.
+    "CREATE TABLE metric_buckets (
+        flag_key   TEXT NOT NULL,
+        variant    TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        bucket     INTEGER NOT NULL,
+        count      INTEGER NOT NULL,
+        sum        REAL NOT NULL,
+        PRIMARY KEY (flag_key, bucket, variant, event_type)
+     ) WITHOUT ROWID;
+     CREATE INDEX metric_buckets_bucket ON metric_buckets(bucket);
+     CREATE TABLE flag_guards (
+        flag_key   TEXT PRIMARY KEY REFERENCES flags(key) ON DELETE CASCADE,
+        guard      TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        updated_by TEXT NOT NULL
+     );
+     CREATE TABLE anomalies (
+        id          TEXT PRIMARY KEY,
+        flag_key    TEXT NOT NULL,
+        variant     TEXT,
+        metric      TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        decision    TEXT NOT NULL,
+        opened_at   TEXT NOT NULL,
+        seq         INTEGER,
+        resolved_at TEXT,
+        resolved_by TEXT
+     );
+     CREATE INDEX anomalies_flag ON anomalies(flag_key, id);",
 ];
 
 /// The schema version this build writes.

@@ -12,6 +12,7 @@
 //! what they deleted, so followers (events) can describe it.
 
 pub mod functions;
+pub mod metrics;
 mod migrations;
 mod pool;
 pub mod sqlite;
@@ -24,6 +25,7 @@ use crate::model::{
     User,
 };
 
+pub use metrics::{AnomalyStore, MetricStore};
 pub use sqlite::SqliteStore;
 
 #[async_trait]

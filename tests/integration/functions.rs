@@ -124,6 +124,7 @@ fn hostile(kind: &str) -> Vec<u8> {
 
 struct World {
     fb: Flagbase,
+    admin: String,
     dev: String,
     user: String,
     user_id: String,
@@ -136,6 +137,7 @@ async fn world_with(options: Options) -> World {
     let (user_id, user) = fb.user("user@example.com", "user", None).await;
     World {
         fb,
+        admin,
         dev,
         user,
         user_id,
@@ -593,4 +595,41 @@ async fn functions_survive_a_restart_from_the_artifact_cache() {
     let dev = fb.login("dev@example.com").await;
     let info = fb.get("/api/v1/functions/echo", Some(&dev)).await;
     assert_eq!(info.body["settings"]["timeout"], "2s");
+}
+
+#[tokio::test]
+async fn functions_report_events_and_failures_to_the_detector() {
+    let w = world().await;
+    let flag = json!({"key": "exp", "enabled": true, "default_value": true});
+    assert_eq!(
+        w.fb.post("/api/v1/flags", flag, Some(&w.dev)).await.status,
+        201
+    );
+    let record = r#"(import "flagbase" "record_event" (func $record (param i32 i32 i32 i32 f64) (result i32)))"#;
+    let wasm = module(
+        record,
+        &[(1024, "exp"), (1040, "conversion")],
+        r#"
+      (drop (call $record (i32.const 1024) (i32.const 3) (i32.const 1040) (i32.const 10) (f64.const 2.5)))
+      unreachable"#,
+    );
+    deployed(&w, "boom", wasm).await;
+    patch(&w, "boom", json!({"flag_key": "exp"})).await;
+    call(&w, "/functions/boom", "").await.error(500);
+    let m =
+        w.fb.get("/api/v1/flags/exp/metrics?window=1h", Some(&w.admin))
+            .await;
+    assert_eq!(m.status, 200, "{}", m.body);
+    let served = &m.body["variants"]["true"];
+    assert_eq!(served["exposure"]["count"], 1, "{}", m.body);
+    assert_eq!(served["error"]["count"], 1, "{}", m.body);
+    assert_eq!(
+        (
+            served["conversion"]["count"].clone(),
+            served["conversion"]["sum"].clone()
+        ),
+        (json!(1), json!(2.5)),
+        "{}",
+        m.body
+    );
 }

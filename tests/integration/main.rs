@@ -1,6 +1,7 @@
 //! Integration tests: the real binary, real HTTP, temporary directories,
 //! free ports. One test binary keeps link time down.
 
+mod anomaly;
 mod buckets;
 mod bus;
 mod change_feed;

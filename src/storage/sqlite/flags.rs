@@ -36,11 +36,11 @@ fn new_incarnation() -> String {
 }
 
 /// What the audit log shows of a flag: its spec, version and incarnation.
-fn audited(flag: &FlagRecord) -> Value {
+pub(super) fn audited(flag: &FlagRecord) -> Value {
     json!({ "spec": flag.spec, "version": flag.version, "incarnation": flag.incarnation })
 }
 
-fn target(key: &str) -> String {
+pub(super) fn target(key: &str) -> String {
     format!("flag:{key}")
 }
 
@@ -116,7 +116,11 @@ pub fn create(
 }
 
 /// Loads the current row and checks the caller's expected revision.
-fn current(conn: &Connection, key: &str, expected: Option<&Revision>) -> Result<FlagRecord> {
+pub(super) fn current(
+    conn: &Connection,
+    key: &str,
+    expected: Option<&Revision>,
+) -> Result<FlagRecord> {
     let flag = get(conn, key)?.ok_or_else(|| Error::NotFound(format!("flag {key}")))?;
     if let Some(expected) = expected {
         if *expected != flag.revision() {

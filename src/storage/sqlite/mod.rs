@@ -9,6 +9,7 @@ mod audit;
 mod flags;
 mod functions;
 mod iam;
+mod metrics;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
