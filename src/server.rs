@@ -122,6 +122,20 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         let _ = bus_stopped.await;
     }));
     let mut publisher_stop = shutdown_rx.clone();
+    // Function triggers subscribe with Flagbase's own credential.
+    let trigger_client = async_nats::ConnectOptions::with_token(internal_token.clone())
+        .name("flagbase-triggers")
+        .connect(format!("nats://{}", reachable(bus_addr)))
+        .await
+        .map_err(|e| tracing::error!(error = %e, "cannot connect to the event bus; subject triggers will not run"))
+        .ok();
+    let triggers = crate::functions::triggers::Triggers::start(
+        functions.clone(),
+        sqlite.clone(),
+        trigger_client,
+    )
+    .await
+    .map_err(|e| StartError::Functions(e.to_string()))?;
     let publisher = tokio::spawn(async move {
         let url = format!("nats://{}", reachable(bus_addr));
         match async_nats::ConnectOptions::with_token(internal_token)
@@ -176,6 +190,7 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         store: store.clone(),
         buckets,
         functions,
+        triggers,
         max_module_bytes: usize::try_from(config.functions.max_module_bytes).unwrap_or(usize::MAX),
         max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
         metrics: metrics.clone(),

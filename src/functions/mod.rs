@@ -13,6 +13,7 @@ pub mod cgi;
 mod host;
 pub mod runtime;
 pub mod settings;
+pub mod triggers;
 mod wasi;
 
 use std::collections::{HashMap, VecDeque};
@@ -424,6 +425,42 @@ impl Functions {
             variant = variant_of(&live.snapshot, flag, &eval);
             self.events.exposure(flag, &variant);
         }
+        let who = Who {
+            id: caller.user.id.clone(),
+            role: caller.role,
+        };
+        self.execute(name, &active, &who, ctx, call, variant).await
+    }
+
+    /// Runs a function for a trigger: no caller, so no flag gate; the
+    /// identity the module sees is `trigger:<id>` with role `user`.
+    pub async fn run_triggered(
+        &self,
+        name: &str,
+        trigger: &str,
+        call: Call,
+    ) -> Result<CgiResponse> {
+        let active = self
+            .active_of(name)
+            .ok_or_else(|| Error::NotFound(format!("function {name}")))?;
+        let who = Who {
+            id: format!("trigger:{trigger}"),
+            role: Role::User,
+        };
+        let ctx = Context::with_targeting_key(who.id.clone());
+        self.execute(name, &active, &who, ctx, call, String::new())
+            .await
+    }
+
+    async fn execute(
+        &self,
+        name: &str,
+        active: &Arc<Active>,
+        who: &Who,
+        ctx: Context,
+        call: Call,
+        variant: String,
+    ) -> Result<CgiResponse> {
         let request = CgiRequest {
             method: &call.method,
             script_name: format!("/functions/{name}"),
@@ -433,13 +470,10 @@ impl Functions {
             body_len: call.body.len(),
         };
         let env: Vec<(String, String)> = active.settings.env.clone().into_iter().collect();
-        let role = caller.role.as_str();
+        let role = who.role.as_str();
         let vars = cgi::environment(
             &request,
-            [
-                ("FLAGBASE_USER_ID", &caller.user.id),
-                ("FLAGBASE_ROLE", role),
-            ],
+            [("FLAGBASE_USER_ID", &who.id), ("FLAGBASE_ROLE", role)],
             &env,
         );
         let host = InvocationHost {
@@ -447,13 +481,13 @@ impl Functions {
             objects: self.objects.clone(),
             events: self.events.clone(),
             ctx,
-            caller: json!({ "user_id": caller.user.id, "role": role }),
+            caller: json!({ "user_id": who.id, "role": role }),
             buckets: active.settings.buckets.clone(),
         };
         let finished = self
-            .run(name, &active, call.body, vars, Box::new(host))
+            .run(name, active, call.body, vars, Box::new(host))
             .await?;
-        let result = self.conclude(name, &active, finished, caller.user.id.clone());
+        let result = self.conclude(name, active, finished, who.id.clone());
         if let (Some(flag), Err(_)) = (&active.settings.flag_key, &result) {
             self.events
                 .record(flag, &variant, crate::metrics::ERROR, 1.0);
@@ -564,6 +598,12 @@ fn variant_of(
         Some(flag) => crate::metrics::variant_name(flag, eval).into_owned(),
         None => "default".into(),
     }
+}
+
+/// Who a run is for.
+struct Who {
+    id: String,
+    role: Role,
 }
 
 /// The caller as flag rules see them, as the evaluation API builds it.

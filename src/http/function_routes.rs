@@ -223,6 +223,34 @@ pub async fn invocations(
     )
 }
 
+pub async fn create_trigger(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(body): Json<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let record = state.triggers.create(&caller, &name, body).await?;
+    Ok((StatusCode::CREATED, axum::Json(record)).into_response())
+}
+
+pub async fn list_triggers(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let triggers = state.triggers.list(&caller, &name).await?;
+    Ok(axum::Json(json!({ "triggers": triggers })).into_response())
+}
+
+pub async fn delete_trigger(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.triggers.delete(&caller, &name, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `ANY /functions/{name}`.
 pub async fn invoke_root(
     State(state): State<AppState>,

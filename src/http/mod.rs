@@ -38,6 +38,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub buckets: Arc<crate::objects::Buckets>,
     pub functions: Arc<crate::functions::Functions>,
+    pub triggers: Arc<crate::functions::triggers::Triggers>,
     /// `functions.max_module_bytes`.
     pub max_module_bytes: usize,
     /// `server.max_body_bytes`, for routes that read their body themselves.
@@ -120,6 +121,14 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .route(
             "/api/v1/functions/{name}/invoke",
             post(function_routes::invoke_api),
+        )
+        .route(
+            "/api/v1/functions/{name}/triggers",
+            get(function_routes::list_triggers).post(function_routes::create_trigger),
+        )
+        .route(
+            "/api/v1/functions/{name}/triggers/{id}",
+            delete(function_routes::delete_trigger),
         )
         .route("/functions/{name}", any(function_routes::invoke_root))
         .route(

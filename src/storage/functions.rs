@@ -32,8 +32,43 @@ pub struct FunctionVersion {
     pub created_by: String,
 }
 
+/// What runs a function besides HTTP: a bus subject or a schedule.
+#[derive(Clone, Debug, Serialize)]
+pub struct TriggerRecord {
+    pub id: String,
+    pub function: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Why Flagbase stopped it (a loop), if it did.
+    pub stopped: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
 #[async_trait]
 pub trait FunctionStore: Send + Sync {
+    /// Every trigger of every function.
+    async fn triggers(&self) -> Result<Vec<TriggerRecord>>;
+    /// `NotFound` when the function does not exist.
+    async fn create_trigger(
+        &self,
+        function: &str,
+        subject: Option<&str>,
+        schedule: Option<&str>,
+        actor: &str,
+    ) -> Result<Committed<TriggerRecord>>;
+    /// `NotFound` unless the trigger exists and belongs to `function`.
+    async fn delete_trigger(
+        &self,
+        function: &str,
+        id: &str,
+        actor: &str,
+    ) -> Result<Committed<TriggerRecord>>;
+    /// Marks a trigger stopped by Flagbase itself, with the reason.
+    async fn stop_trigger(&self, id: &str, reason: &str) -> Result<Committed<TriggerRecord>>;
+
     /// Every function, by name.
     async fn functions(&self) -> Result<Vec<FunctionRecord>>;
     async fn function(&self, name: &str) -> Result<Option<FunctionRecord>>;

@@ -89,6 +89,16 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL,
         created_by TEXT NOT NULL,
         PRIMARY KEY (name, version)
+     );
+     CREATE TABLE function_triggers (
+        id         TEXT PRIMARY KEY,
+        function   TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        subject    TEXT,
+        schedule   TEXT,
+        stopped    TEXT,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        CHECK ((subject IS NULL) <> (schedule IS NULL))
      );",
     // metric buckets (aggregated per flag, variant, event type and time
     // bucket), per-flag guards, and the anomalies the detector opens.

@@ -21,7 +21,7 @@ const PRELUDE: &str = r#"
     (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
 "#;
 
-fn module(extra_imports: &str, data: &[(u32, &str)], start_body: &str) -> Vec<u8> {
+pub fn module(extra_imports: &str, data: &[(u32, &str)], start_body: &str) -> Vec<u8> {
     let data: String = data
         .iter()
         .map(|(at, text)| {
@@ -36,7 +36,7 @@ fn module(extra_imports: &str, data: &[(u32, &str)], start_body: &str) -> Vec<u8
 }
 
 /// CGI headers, then stdin copied to stdout.
-fn echo() -> Vec<u8> {
+pub fn echo() -> Vec<u8> {
     let head = "Content-Type: text/plain\nStatus: 201\nX-Fn: echo\n\n";
     module(
         "",
@@ -122,12 +122,12 @@ fn hostile(kind: &str) -> Vec<u8> {
     wat::parse_str(&text).unwrap()
 }
 
-struct World {
-    fb: Flagbase,
-    admin: String,
-    dev: String,
-    user: String,
-    user_id: String,
+pub struct World {
+    pub fb: Flagbase,
+    pub admin: String,
+    pub dev: String,
+    pub user: String,
+    pub user_id: String,
 }
 
 async fn world_with(options: Options) -> World {
@@ -144,11 +144,11 @@ async fn world_with(options: Options) -> World {
     }
 }
 
-async fn world() -> World {
+pub async fn world() -> World {
     world_with(Options::default()).await
 }
 
-async fn deploy(w: &World, name: &str, wasm: Vec<u8>) -> Resp {
+pub async fn deploy(w: &World, name: &str, wasm: Vec<u8>) -> Resp {
     w.fb.send(
         w.fb.http
             .put(w.fb.url(&format!("/api/v1/functions/{name}")))
@@ -159,7 +159,7 @@ async fn deploy(w: &World, name: &str, wasm: Vec<u8>) -> Resp {
     .await
 }
 
-async fn deployed(w: &World, name: &str, wasm: Vec<u8>) -> Value {
+pub async fn deployed(w: &World, name: &str, wasm: Vec<u8>) -> Value {
     let r = deploy(w, name, wasm).await;
     assert_eq!(r.status, 201, "{}", r.body);
     r.body

@@ -9,6 +9,7 @@ mod cli;
 mod consistency;
 mod errors;
 mod flags;
+mod function_triggers;
 mod functions;
 mod hangup;
 mod harness;

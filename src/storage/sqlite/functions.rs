@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{audit, db_err, now, own, parse_ts, ts, SqliteStore};
 use crate::error::{Error, Result};
 use crate::model::Committed;
-use crate::storage::functions::{FunctionRecord, FunctionStore, FunctionVersion};
+use crate::storage::functions::{FunctionRecord, FunctionStore, FunctionVersion, TriggerRecord};
 
 const FUNCTION: &str = "name, settings, active_version, created_at, updated_at, updated_by";
 const VERSION: &str = "name, version, sha256, size, created_at, created_by";
@@ -36,6 +36,121 @@ fn version_row(r: &Row<'_>) -> rusqlite::Result<FunctionVersion> {
         created_at: parse_ts(&r.get::<_, String>(4)?)?,
         created_by: r.get(5)?,
     })
+}
+
+const TRIGGER: &str = "id, function, subject, schedule, stopped, created_at, created_by";
+
+fn trigger_row(r: &Row<'_>) -> rusqlite::Result<TriggerRecord> {
+    Ok(TriggerRecord {
+        id: r.get(0)?,
+        function: r.get(1)?,
+        subject: r.get(2)?,
+        schedule: r.get(3)?,
+        stopped: r.get(4)?,
+        created_at: parse_ts(&r.get::<_, String>(5)?)?,
+        created_by: r.get(6)?,
+    })
+}
+
+fn trigger(conn: &Connection, id: &str) -> Result<Option<TriggerRecord>> {
+    conn.query_row(
+        &format!("SELECT {TRIGGER} FROM function_triggers WHERE id = ?1"),
+        [id],
+        trigger_row,
+    )
+    .optional()
+    .map_err(db_err)
+}
+
+fn triggers(conn: &Connection) -> Result<Vec<TriggerRecord>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {TRIGGER} FROM function_triggers ORDER BY function, id"
+        ))
+        .map_err(db_err)?;
+    let rows = stmt.query_map([], trigger_row).map_err(db_err)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+}
+
+fn create_trigger(
+    conn: &mut Connection,
+    function: &str,
+    subject: Option<&str>,
+    schedule: Option<&str>,
+    actor: &str,
+) -> Result<Committed<TriggerRecord>> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    existing(&tx, function)?;
+    let id = uuid::Uuid::now_v7().to_string();
+    tx.execute(
+        "INSERT INTO function_triggers (id, function, subject, schedule, created_at, created_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id, function, subject, schedule, ts(now()), actor],
+    )
+    .map_err(db_err)?;
+    let record =
+        trigger(&tx, &id)?.ok_or_else(|| Error::internal("the trigger just added is missing"))?;
+    let committed = audit::write(
+        &tx,
+        actor,
+        "function.trigger.create",
+        &target(function),
+        audit::NOTHING,
+        Some(&record),
+    )?;
+    tx.commit().map_err(db_err)?;
+    Ok(committed.map(|()| record))
+}
+
+fn delete_trigger(
+    conn: &mut Connection,
+    function: &str,
+    id: &str,
+    actor: &str,
+) -> Result<Committed<TriggerRecord>> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    let record = trigger(&tx, id)?
+        .filter(|t| t.function == function)
+        .ok_or_else(|| Error::NotFound(format!("trigger {id} of function {function}")))?;
+    tx.execute("DELETE FROM function_triggers WHERE id = ?1", [id])
+        .map_err(db_err)?;
+    let committed = audit::write(
+        &tx,
+        actor,
+        "function.trigger.delete",
+        &target(function),
+        Some(&record),
+        audit::NOTHING,
+    )?;
+    tx.commit().map_err(db_err)?;
+    Ok(committed.map(|()| record))
+}
+
+fn stop_trigger(conn: &mut Connection, id: &str, reason: &str) -> Result<Committed<TriggerRecord>> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    let before = trigger(&tx, id)?.ok_or_else(|| Error::NotFound(format!("trigger {id}")))?;
+    tx.execute(
+        "UPDATE function_triggers SET stopped = ?2 WHERE id = ?1",
+        params![id, reason],
+    )
+    .map_err(db_err)?;
+    let after = trigger(&tx, id)?.ok_or_else(|| Error::NotFound(format!("trigger {id}")))?;
+    let committed = audit::write(
+        &tx,
+        "flagbase",
+        "function.trigger.stop",
+        &target(&before.function),
+        Some(&before),
+        Some(&after),
+    )?;
+    tx.commit().map_err(db_err)?;
+    Ok(committed.map(|()| after))
 }
 
 fn target(name: &str) -> String {
@@ -194,6 +309,51 @@ fn delete(
 
 #[async_trait]
 impl FunctionStore for SqliteStore {
+    async fn triggers(&self) -> Result<Vec<TriggerRecord>> {
+        self.pool.read(triggers).await
+    }
+
+    async fn create_trigger(
+        &self,
+        function: &str,
+        subject: Option<&str>,
+        schedule: Option<&str>,
+        actor: &str,
+    ) -> Result<Committed<TriggerRecord>> {
+        let (function, actor) = (own(function), own(actor));
+        let (subject, schedule) = (subject.map(own), schedule.map(own));
+        self.pool
+            .write(move |c| {
+                create_trigger(
+                    c,
+                    &function,
+                    subject.as_deref(),
+                    schedule.as_deref(),
+                    &actor,
+                )
+            })
+            .await
+    }
+
+    async fn delete_trigger(
+        &self,
+        function: &str,
+        id: &str,
+        actor: &str,
+    ) -> Result<Committed<TriggerRecord>> {
+        let (function, id, actor) = (own(function), own(id), own(actor));
+        self.pool
+            .write(move |c| delete_trigger(c, &function, &id, &actor))
+            .await
+    }
+
+    async fn stop_trigger(&self, id: &str, reason: &str) -> Result<Committed<TriggerRecord>> {
+        let (id, reason) = (own(id), own(reason));
+        self.pool
+            .write(move |c| stop_trigger(c, &id, &reason))
+            .await
+    }
+
     async fn functions(&self) -> Result<Vec<FunctionRecord>> {
         self.pool.read(all).await
     }
