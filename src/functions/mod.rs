@@ -103,14 +103,12 @@ pub struct Functions {
     log: Mutex<HashMap<String, VecDeque<InvocationRecord>>>,
 }
 
-fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T>> {
-    async move {
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| Error::internal(format!("blocking task: {e}")))?
-    }
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::internal(format!("blocking task: {e}")))?
 }
 
 /// Function names follow the flag-key rules; names made only of dots are

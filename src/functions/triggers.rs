@@ -128,7 +128,8 @@ pub struct Triggers {
     functions: Arc<Functions>,
     store: Arc<dyn FunctionStore>,
     client: Option<async_nats::Client>,
-    running: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Running tasks by trigger id, with their function's name.
+    running: Mutex<HashMap<String, (String, JoinHandle<()>)>>,
 }
 
 impl Triggers {
@@ -154,7 +155,7 @@ impl Triggers {
     }
 
     async fn spawn(self: &Arc<Self>, record: TriggerRecord) {
-        let (this, id) = (self.clone(), record.id.clone());
+        let (this, id, function) = (self.clone(), record.id.clone(), record.function.clone());
         let handle = if let Some(subject) = record.subject.clone() {
             let Some(client) = self.client.clone() else {
                 tracing::warn!(trigger = %record.id, "no bus connection; the subject trigger does not run");
@@ -175,7 +176,10 @@ impl Triggers {
         } else {
             return;
         };
-        self.running.lock().expect("triggers").insert(id, handle);
+        self.running
+            .lock()
+            .expect("triggers")
+            .insert(id, (function, handle));
     }
 
     async fn on_subject(
@@ -342,9 +346,24 @@ impl Triggers {
         self.store
             .delete_trigger(function, id, &caller.user.id)
             .await?;
-        if let Some(task) = self.running.lock().expect("triggers").remove(id) {
+        if let Some((_, task)) = self.running.lock().expect("triggers").remove(id) {
             task.abort();
         }
         Ok(())
+    }
+
+    /// Stops the tasks of a deleted function (the store dropped its
+    /// triggers with it).
+    pub fn forget_function(&self, function: &str) {
+        self.running
+            .lock()
+            .expect("triggers")
+            .retain(|_, (f, task)| {
+                let keep = f != function;
+                if !keep {
+                    task.abort();
+                }
+                keep
+            });
     }
 }

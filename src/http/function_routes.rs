@@ -209,6 +209,7 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.functions.delete(&caller, &name).await?;
+    state.triggers.forget_function(&name);
     Ok(StatusCode::NO_CONTENT)
 }
 
