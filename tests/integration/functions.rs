@@ -387,6 +387,8 @@ async fn functions_concurrency_is_capped() {
     deployed(&w, "echo", echo()).await;
     // Long enough to outlast a loaded machine; the loop is cut at the timeout.
     patch(&w, "loop", json!({"timeout": "8s"})).await;
+    // The loop itself may be the one refused while an echo holds the
+    // slot, so it retries until it runs.
     let slow = {
         let (http, url, token) = (
             w.fb.http.clone(),
@@ -394,11 +396,12 @@ async fn functions_concurrency_is_capped() {
             w.user.clone(),
         );
         tokio::spawn(async move {
-            http.post(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
+            loop {
+                let response = http.post(&url).bearer_auth(&token).send().await?;
+                if response.status().as_u16() != 503 {
+                    return Ok::<u16, reqwest::Error>(response.status().as_u16());
+                }
+            }
         })
     };
     // Once the loop holds the only slot, others are turned away with 503.
