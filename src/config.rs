@@ -26,6 +26,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub stream: crate::stream::StreamConfig,
     pub log: LogConfig,
+    pub functions: FunctionsConfig,
     pub metrics: MetricsConfig,
     pub anomaly: AnomalyConfig,
     pub gateway: GatewayConfig,
@@ -85,6 +86,31 @@ pub struct IamConfig {
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     pub base_path: PathBuf,
+    /// Largest object accepted by the buckets API, in bytes.
+    pub max_object_bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionsConfig {
+    /// Largest module accepted at upload, in bytes.
+    pub max_module_bytes: u64,
+    /// A function's timeout when it sets none.
+    pub default_timeout: HumanDuration,
+    /// The longest timeout a function may set.
+    pub max_timeout: HumanDuration,
+    /// A function's memory limit when it sets none, in bytes.
+    pub default_memory_limit: u64,
+    /// The largest memory limit a function may set, in bytes.
+    pub max_memory_limit: u64,
+    /// Largest response (stdout) a run may produce, in bytes.
+    pub max_output_bytes: u64,
+    /// WebAssembly stack per run, in bytes (deep recursion stops here).
+    pub max_stack_bytes: u64,
+    /// Runs at once, all functions together; beyond it callers get 503.
+    pub max_concurrency: u32,
+    /// Invocations kept per function for `/invocations`.
+    pub invocation_log: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -276,6 +302,7 @@ impl Default for Config {
             },
             storage: StorageConfig {
                 base_path: "./data/storage".into(),
+                max_object_bytes: 10 * 1024 * 1024,
             },
             events: EventsConfig {
                 host: "127.0.0.1".into(),
@@ -292,6 +319,17 @@ impl Default for Config {
             log: LogConfig {
                 level: "info".into(),
                 format: "pretty".into(),
+            },
+            functions: FunctionsConfig {
+                max_module_bytes: 16 * 1024 * 1024,
+                default_timeout: HumanDuration::from_secs(5),
+                max_timeout: HumanDuration::from_secs(60),
+                default_memory_limit: 64 * 1024 * 1024,
+                max_memory_limit: 512 * 1024 * 1024,
+                max_output_bytes: 4 * 1024 * 1024,
+                max_stack_bytes: 512 * 1024,
+                max_concurrency: 32,
+                invocation_log: 100,
             },
             metrics: MetricsConfig {
                 bucket: HumanDuration::from_secs(10),
@@ -535,6 +573,58 @@ impl Config {
         }
         if self.storage.base_path.as_os_str().is_empty() {
             return Err(("storage.base_path", "must not be empty".into()));
+        }
+        if self.storage.max_object_bytes == 0 {
+            return Err(("storage.max_object_bytes", "must be at least 1".into()));
+        }
+        let f = &self.functions;
+        if f.max_timeout.get().is_zero()
+            || f.max_timeout.get() > std::time::Duration::from_secs(3600)
+        {
+            return Err(("functions.max_timeout", "must be between 1ms and 1h".into()));
+        }
+        if f.default_timeout.get().is_zero() || f.default_timeout > f.max_timeout {
+            return Err((
+                "functions.default_timeout",
+                "must be longer than 0 and at most functions.max_timeout".into(),
+            ));
+        }
+        // The pool reserves address space per slot; 4 GiB is wasm32's reach.
+        if !(64 * 1024..=4 * 1024 * 1024 * 1024).contains(&f.max_memory_limit) {
+            return Err((
+                "functions.max_memory_limit",
+                "must be between 64KiB and 4GiB".into(),
+            ));
+        }
+        if f.default_memory_limit < 64 * 1024 || f.default_memory_limit > f.max_memory_limit {
+            return Err((
+                "functions.default_memory_limit",
+                "must be at least 64KiB and at most functions.max_memory_limit".into(),
+            ));
+        }
+        if f.max_module_bytes == 0 || f.max_output_bytes == 0 {
+            return Err((
+                "functions.max_module_bytes",
+                "sizes must be at least 1".into(),
+            ));
+        }
+        if !(64 * 1024..=64 * 1024 * 1024).contains(&f.max_stack_bytes) {
+            return Err((
+                "functions.max_stack_bytes",
+                "must be between 64KiB and 64MiB".into(),
+            ));
+        }
+        if !(1..=10_000).contains(&f.max_concurrency) {
+            return Err((
+                "functions.max_concurrency",
+                "must be between 1 and 10000".into(),
+            ));
+        }
+        if !(1..=10_000).contains(&f.invocation_log) {
+            return Err((
+                "functions.invocation_log",
+                "must be between 1 and 10000".into(),
+            ));
         }
         if self.events.host.trim().is_empty() {
             return Err(("events.host", "must not be empty".into()));

@@ -36,6 +36,13 @@ pub enum Error {
     /// The gateway's upstream did not answer within the route's timeout.
     #[error("{0}")]
     GatewayTimeout(String),
+    /// Work that ran past its deadline (a function's timeout).
+    #[error("{0}")]
+    Timeout(String),
+    /// User code (a function) failed; the text describes its failure, not
+    /// ours, so it may be shown.
+    #[error("{0}")]
+    Failed(String),
     /// Our bug or an unexpected driver failure. The text is for the log only.
     #[error("internal error: {0}")]
     Internal(String),

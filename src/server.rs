@@ -45,6 +45,8 @@ pub enum StartError {
     Flags(crate::error::Error),
     #[error("cannot load gateway routes: {0}")]
     Gateway(crate::error::Error),
+    #[error("cannot start the function runtime: {0}")]
+    Functions(String),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -106,6 +108,8 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         .await
         .map_err(StartError::Gateway)?,
     );
+    let (buckets, functions) =
+        start_functions(&config, sqlite.clone(), flags.clone(), metrics.clone()).await?;
 
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = TcpListener::bind(&addr)
@@ -155,6 +159,24 @@ pub async fn start(config: Config) -> Result<(), StartError> {
             let _ = bus_stopped.await;
         }))
     });
+    // Function triggers subscribe with Flagbase's own credential, on the
+    // same bus the publisher uses (embedded or external); the client keeps
+    // trying in the background if that bus is not reachable yet.
+    let trigger_client = target
+        .connect_options()
+        .name("flagbase-triggers")
+        .retry_on_initial_connect()
+        .connect(target.address.as_str())
+        .await
+        .map_err(|e| tracing::error!(error = %e, "cannot connect to the event bus; subject triggers will not run"))
+        .ok();
+    let triggers = crate::functions::triggers::Triggers::start(
+        functions.clone(),
+        sqlite.clone(),
+        trigger_client,
+    )
+    .await
+    .map_err(|e| StartError::Functions(e.to_string()))?;
     let mut publisher_stop = shutdown_rx.clone();
     let publisher_options = PublisherOptions {
         queue_capacity: usize::try_from(config.events.queue_capacity).unwrap_or(usize::MAX),
@@ -223,6 +245,11 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         flags,
         store: store.clone(),
         stream,
+        buckets,
+        functions,
+        triggers,
+        max_module_bytes: usize::try_from(config.functions.max_module_bytes).unwrap_or(usize::MAX),
+        max_body_bytes: usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
         metrics: metrics.clone(),
         detector,
         gateway,
@@ -266,6 +293,57 @@ pub async fn start(config: Config) -> Result<(), StartError> {
 /// How long the bus may take to confirm a batch of changes before it is
 /// sent again.
 const BUS_CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Bucket storage under `storage.base_path` and the function runtime (its
+/// compiled-artifact cache beside the buckets); active functions are
+/// prepared before the listener opens, so the first call is warm.
+async fn start_functions(
+    config: &Config,
+    sqlite: Arc<SqliteStore>,
+    flags: Arc<Flags>,
+    metrics: Arc<crate::metrics::Recorder>,
+) -> Result<
+    (
+        Arc<crate::objects::Buckets>,
+        Arc<crate::functions::Functions>,
+    ),
+    StartError,
+> {
+    use crate::functions::runtime::{Runtime, RuntimeOptions};
+    let base = config.storage.base_path.clone();
+    let objects: Arc<dyn crate::objects::ObjectStore> = Arc::new(
+        crate::objects::fs::FsObjectStore::open(&base).map_err(|source| StartError::Storage {
+            path: base.clone(),
+            source,
+        })?,
+    );
+    let f = &config.functions;
+    let runtime = Runtime::new(&RuntimeOptions {
+        max_concurrency: f.max_concurrency,
+        max_memory: f.max_memory_limit,
+        max_stack: usize::try_from(f.max_stack_bytes).unwrap_or(usize::MAX),
+        cache_dir: base.join("cache").join("functions"),
+    })
+    .map_err(StartError::Functions)?;
+    let functions = Arc::new(
+        crate::functions::Functions::load(
+            sqlite,
+            objects.clone(),
+            flags,
+            Arc::new(runtime),
+            metrics,
+            f.clone(),
+        )
+        .await
+        .map_err(|e| StartError::Functions(e.to_string()))?,
+    );
+    functions.warm().await;
+    let buckets = Arc::new(crate::objects::Buckets::new(
+        objects,
+        usize::try_from(config.storage.max_object_bytes).unwrap_or(usize::MAX),
+    ));
+    Ok((buckets, functions))
+}
+
 fn detector_options(config: &Config) -> DetectorOptions {
     let a = &config.anomaly;
     DetectorOptions {

@@ -53,6 +53,8 @@ impl From<Error> for ApiError {
             Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Error::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             Error::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout"),
+            Error::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            Error::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "function_failed"),
             Error::Internal(detail) => {
                 // Logged once here, inside the request's span (which carries
                 // the request id); the body says nothing internal.

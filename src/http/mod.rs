@@ -6,9 +6,11 @@ mod admin_routes;
 mod anomaly_routes;
 mod auth;
 mod auth_routes;
+mod bucket_routes;
 pub mod error;
 mod flag_routes;
 mod gateway_routes;
+mod function_routes;
 mod metrics_routes;
 mod ofrep;
 mod request;
@@ -39,6 +41,13 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The SSE stream hub (`/api/v1/stream`, `/ofrep/v1/events`).
     pub stream: Arc<crate::stream::Hub>,
+    pub buckets: Arc<crate::objects::Buckets>,
+    pub functions: Arc<crate::functions::Functions>,
+    pub triggers: Arc<crate::functions::triggers::Triggers>,
+    /// `functions.max_module_bytes`.
+    pub max_module_bytes: usize,
+    /// `server.max_body_bytes`, for routes that read their body themselves.
+    pub max_body_bytes: usize,
     pub metrics: Arc<crate::metrics::Recorder>,
     pub detector: Arc<crate::anomaly::Detector>,
     pub gateway: Arc<Gateway>,
@@ -88,6 +97,52 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag))
         .route("/api/v1/stream", get(stream::definitions))
         .route("/ofrep/v1/events", get(stream::ofrep_events))
+        .route(
+            "/api/v1/buckets/{bucket}/objects",
+            get(bucket_routes::list_objects),
+        )
+        .route(
+            "/api/v1/buckets/{bucket}/objects/{*name}",
+            get(bucket_routes::get_object)
+                .put(bucket_routes::put_object)
+                .delete(bucket_routes::delete_object),
+        )
+        .route(
+            "/api/v1/functions",
+            get(function_routes::list).post(function_routes::post_multipart),
+        )
+        .route(
+            "/api/v1/functions/{name}",
+            get(function_routes::get)
+                .put(function_routes::put)
+                .patch(function_routes::patch)
+                .delete(function_routes::delete),
+        )
+        .route(
+            "/api/v1/functions/{name}/activate",
+            post(function_routes::activate),
+        )
+        .route(
+            "/api/v1/functions/{name}/invocations",
+            get(function_routes::invocations),
+        )
+        .route(
+            "/api/v1/functions/{name}/invoke",
+            post(function_routes::invoke_api),
+        )
+        .route(
+            "/api/v1/functions/{name}/triggers",
+            get(function_routes::list_triggers).post(function_routes::create_trigger),
+        )
+        .route(
+            "/api/v1/functions/{name}/triggers/{id}",
+            delete(function_routes::delete_trigger),
+        )
+        .route("/functions/{name}", any(function_routes::invoke_root))
+        .route(
+            "/functions/{name}/{*path}",
+            any(function_routes::invoke_path),
+        )
         .route("/api/v1/events", post(metrics_routes::ingest))
         .route("/api/v1/metrics", post(metrics_routes::ingest))
         .route(

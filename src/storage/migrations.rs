@@ -116,6 +116,36 @@ const MIGRATIONS: &[&str] = &[
         updated_at TEXT NOT NULL,
         updated_by TEXT NOT NULL
      );",
+    // 8: functions: one row per function (its settings as JSON and the active
+    // version), one per uploaded version (the module itself lives in bucket
+    // storage under its hash).
+    "CREATE TABLE functions (
+        name           TEXT PRIMARY KEY,
+        settings       TEXT NOT NULL,
+        active_version INTEGER NOT NULL,
+        created_at     TEXT NOT NULL,
+        updated_at     TEXT NOT NULL,
+        updated_by     TEXT NOT NULL
+     );
+     CREATE TABLE function_versions (
+        name       TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        version    INTEGER NOT NULL,
+        sha256     TEXT NOT NULL,
+        size       INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+     );
+     CREATE TABLE function_triggers (
+        id         TEXT PRIMARY KEY,
+        function   TEXT NOT NULL REFERENCES functions(name) ON DELETE CASCADE,
+        subject    TEXT,
+        schedule   TEXT,
+        stopped    TEXT,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        CHECK ((subject IS NULL) <> (schedule IS NULL))
+     );",
 ];
 
 /// The schema version this build writes.

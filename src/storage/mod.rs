@@ -12,6 +12,7 @@
 //! what they deleted, so followers (events) can describe it.
 
 pub mod gateway;
+pub mod functions;
 pub mod metrics;
 mod migrations;
 mod pool;

@@ -2,6 +2,7 @@
 //! free ports. One test binary keeps link time down.
 
 mod anomaly;
+mod buckets;
 mod bus;
 mod bus_async_nats;
 mod bus_external;
@@ -14,6 +15,8 @@ mod errors;
 mod flags;
 mod gateway;
 mod gateway_upstream;
+mod function_triggers;
+mod functions;
 mod hangup;
 mod harness;
 mod iam;

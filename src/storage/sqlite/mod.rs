@@ -8,6 +8,7 @@
 mod audit;
 mod flags;
 mod gateway;
+mod functions;
 mod iam;
 mod metrics;
 
