@@ -11,8 +11,8 @@
 //! a `Committed<T>`; a change that fails takes no number. Deletions return
 //! what they deleted, so followers (events) can describe it.
 
-pub mod gateway;
 pub mod functions;
+pub mod gateway;
 pub mod metrics;
 mod migrations;
 mod pool;

@@ -112,7 +112,10 @@ async fn eleven_errors_disable_the_flag_with_a_decision_on_the_bus_in_the_audit_
     // An SSE client watching the definitions sees the detector's change
     // like any other.
     let mut stream = Sse::open(&fb, "/api/v1/stream", Some(&admin), None).await;
-    assert_eq!(stream.next().await.unwrap().event.as_deref(), Some("snapshot"));
+    assert_eq!(
+        stream.next().await.unwrap().event.as_deref(),
+        Some("snapshot")
+    );
 
     send(&fb, &admin, events("ten", "true", "error", 10)).await;
     ticks(&fb, 2);

@@ -7,8 +7,8 @@
 
 mod audit;
 mod flags;
-mod gateway;
 mod functions;
+mod gateway;
 mod iam;
 mod metrics;
 
