@@ -149,3 +149,36 @@ async fn local_client_starts_offline_from_a_bootstrap_file() {
     options.init_timeout = Duration::from_secs(5);
     assert!(LocalClient::init(options).await.is_err());
 }
+
+#[tokio::test]
+async fn remote_client_records_metric_events_the_server_counts() {
+    let (fb, admin, token) = seeded(&sample_flags()).await;
+    let client = Client::new(&fb.base, &token).unwrap();
+
+    for _ in 0..3 {
+        client
+            .record_event("rollout", "true", "error", None)
+            .await
+            .unwrap();
+    }
+    client
+        .record_event("rollout", "false", "latency_ms", Some(12.5))
+        .await
+        .unwrap();
+    match client.record_event("nope", "true", "error", None).await {
+        Err(Error::Api { status: 404, .. }) => {}
+        other => panic!("an unknown flag is a 404: {other:?}"),
+    }
+    match client.record_event("rollout", "true", "", None).await {
+        Err(Error::Api { status: 400, .. }) => {}
+        other => panic!("an empty event type is a 400: {other:?}"),
+    }
+
+    let m = fb
+        .get("/api/v1/flags/rollout/metrics?window=1h", Some(&admin))
+        .await;
+    assert_eq!(m.status, 200, "{}", m.body);
+    assert_eq!(m.body["variants"]["true"]["error"]["count"], 3, "{}", m.body);
+    assert_eq!(m.body["variants"]["false"]["latency_ms"]["count"], 1);
+    assert_eq!(m.body["variants"]["false"]["latency_ms"]["sum"], 12.5);
+}
