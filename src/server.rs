@@ -97,19 +97,21 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         crate::metrics::Recorder::new(config.metrics.bucket.get().as_secs())
             .counting_exposures(config.metrics.count_exposures),
     );
+    let (buckets, functions) =
+        start_functions(&config, sqlite.clone(), flags.clone(), metrics.clone()).await?;
     let gateway = Arc::new(
         Gateway::load(
             gateway_store,
             feed.clone(),
             flags.clone(),
             metrics.clone(),
+            functions.clone(),
+            usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
             &config.gateway,
         )
         .await
         .map_err(StartError::Gateway)?,
     );
-    let (buckets, functions) =
-        start_functions(&config, sqlite.clone(), flags.clone(), metrics.clone()).await?;
 
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = TcpListener::bind(&addr)
