@@ -172,6 +172,9 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         .await
         .map_err(|e| tracing::error!(error = %e, "cannot connect to the event bus; subject triggers will not run"))
         .ok();
+    if let Some(client) = &trigger_client {
+        buckets.attach_bus(client.clone());
+    }
     let triggers = crate::functions::triggers::Triggers::start(
         functions.clone(),
         sqlite.clone(),
