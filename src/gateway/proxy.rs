@@ -5,6 +5,8 @@
 //! hop-by-hop fields removed, `X-Forwarded-*` set, `X-Flagbase-*` only
 //! from us, the caller's credentials kept unless the route forwards them).
 //! Neither body is ever buffered whole; upgrades (WebSocket) are spliced.
+//! A `function:<name>` target is run in process instead, as `/functions`
+//! runs it (its body is read whole, up to `server.max_body_bytes`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
