@@ -97,19 +97,21 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         crate::metrics::Recorder::new(config.metrics.bucket.get().as_secs())
             .counting_exposures(config.metrics.count_exposures),
     );
+    let (buckets, functions) =
+        start_functions(&config, sqlite.clone(), flags.clone(), metrics.clone()).await?;
     let gateway = Arc::new(
         Gateway::load(
             gateway_store,
             feed.clone(),
             flags.clone(),
             metrics.clone(),
+            functions.clone(),
+            usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
             &config.gateway,
         )
         .await
         .map_err(StartError::Gateway)?,
     );
-    let (buckets, functions) =
-        start_functions(&config, sqlite.clone(), flags.clone(), metrics.clone()).await?;
 
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = TcpListener::bind(&addr)
@@ -170,6 +172,9 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         .await
         .map_err(|e| tracing::error!(error = %e, "cannot connect to the event bus; subject triggers will not run"))
         .ok();
+    if let Some(client) = &trigger_client {
+        buckets.attach_bus(client.clone());
+    }
     let triggers = crate::functions::triggers::Triggers::start(
         functions.clone(),
         sqlite.clone(),

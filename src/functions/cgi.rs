@@ -76,6 +76,40 @@ pub struct CgiResponse {
     pub body: Vec<u8>,
 }
 
+impl CgiResponse {
+    /// The HTTP response, for `/functions/...` and gateway routes alike.
+    pub fn into_http(self) -> axum::response::Response {
+        use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+        use axum::response::IntoResponse;
+        let mut response = (
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK),
+            axum::body::Bytes::from(self.body),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        // Without a Content-Type of the module's, the body stays
+        // application/octet-stream, which no browser renders as a page.
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        for (name, value) in self.headers {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) else {
+                continue;
+            };
+            if name == header::CONTENT_TYPE {
+                headers.insert(name, value);
+            } else {
+                headers.append(name, value);
+            }
+        }
+        response
+    }
+}
+
 fn is_token(name: &str) -> bool {
     !name.is_empty()
         && name

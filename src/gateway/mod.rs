@@ -29,13 +29,14 @@ use crate::config::GatewayConfig;
 use crate::error::{Error, Result};
 use crate::events::{ChangeEvent, ChangeFeed, Subject};
 use crate::flags::Flags;
+use crate::functions::Functions;
 use crate::iam::Caller;
 use crate::metrics::Recorder;
 use crate::model::Role;
 use crate::storage::gateway::{GatewayStore, RouteRecord};
 use crate::unit_of_work::run_to_completion;
 pub use proxy::{Proxy, ProxyError};
-pub use route::{Route, RouteSpec, RouteTable, Target, MOUNT};
+pub use route::{Route, RouteSpec, RouteTable, Target, Upstream, MOUNT};
 
 /// Fields the server keeps; accepted in a body (a GET result can be sent
 /// back as a PUT) but never taken from it.
@@ -50,6 +51,9 @@ pub struct Gateway {
     /// Exposures and errors of flag-gated routes, for the detector.
     metrics: Arc<Recorder>,
     pub proxy: Proxy,
+    /// For `function:<name>` targets, and the body limit `/functions` has.
+    functions: Arc<Functions>,
+    function_body_limit: usize,
 }
 
 /// Rejects a `gateway` section that parses but cannot work.
@@ -94,6 +98,8 @@ impl Gateway {
         feed: Arc<ChangeFeed>,
         flags: Arc<Flags>,
         metrics: Arc<Recorder>,
+        functions: Arc<Functions>,
+        function_body_limit: usize,
         config: &GatewayConfig,
     ) -> Result<Gateway> {
         let mut routes = Vec::new();
@@ -115,6 +121,8 @@ impl Gateway {
             flags,
             metrics,
             proxy: Proxy::new(config)?,
+            functions,
+            function_body_limit,
         };
         for spec in &config.routes {
             gateway.declare(spec.clone()).await?;

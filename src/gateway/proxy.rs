@@ -5,6 +5,8 @@
 //! hop-by-hop fields removed, `X-Forwarded-*` set, `X-Flagbase-*` only
 //! from us, the caller's credentials kept unless the route forwards them).
 //! Neither body is ever buffered whole; upgrades (WebSocket) are spliced.
+//! A `function:<name>` target is run in process instead, as `/functions`
+//! runs it (its body is read whole, up to `server.max_body_bytes`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -26,7 +28,7 @@ use serde_json::Value;
 
 use super::context::{self, ANONYMOUS};
 use super::net::Cidr;
-use super::route::{self, Route, Target};
+use super::route::{self, Route, Target, Upstream};
 use super::Gateway;
 use crate::config::GatewayConfig;
 use crate::error::{Error, Result};
@@ -254,6 +256,21 @@ impl Gateway {
             }
         };
 
+        let target = match target {
+            Target::Upstream(upstream) => upstream,
+            Target::Function(name) => {
+                let set_cookie = minted.as_deref().and_then(|b| proxy.cookie(b, https));
+                let call = FunctionCall {
+                    route: &route,
+                    name,
+                    caller,
+                    served: served.as_ref(),
+                    set_cookie,
+                };
+                return self.run_function(call, parts, body).await;
+            }
+        };
+
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)
@@ -359,6 +376,70 @@ impl Gateway {
         Ok(response.map(Body::new))
     }
 
+    /// Runs a function target as `ANY /functions/{name}/{path...}` does:
+    /// the caller's identity (functions need role user, so an anonymous
+    /// caller gets 401), the server's body limit, the path below the
+    /// route's prefix as `PATH_INFO`. A failed run (a 5xx of the module's
+    /// or the runtime's) is an error event for the route's flag.
+    async fn run_function(
+        &self,
+        call: FunctionCall<'_>,
+        parts: hyper::http::request::Parts,
+        body: Body,
+    ) -> std::result::Result<Response<Body>, ProxyError> {
+        let Some(caller) = call.caller else {
+            return Err(Error::Unauthenticated(
+                "functions need credentials: send Authorization: Bearer <token>".into(),
+            )
+            .into());
+        };
+        let limit = self.function_body_limit;
+        let body = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| ProxyError::TooLarge {
+                limit: limit as u64,
+            })?;
+        let path = parts.uri.path();
+        let headers = parts
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let request = crate::functions::Call {
+            method: parts.method.as_str().to_string(),
+            path_info: path[call.route.path.len()..].to_string(),
+            query: parts.uri.query().unwrap_or("").to_string(),
+            headers,
+            body: body.to_vec(),
+        };
+        match self.functions.invoke(&caller, call.name, request).await {
+            Ok(reply) => {
+                self.observe(call.served, reply.status >= 500);
+                let mut response = reply.into_http();
+                if let Some(cookie) = call.set_cookie {
+                    response.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+                Ok(response)
+            }
+            Err(e) => {
+                let failed = matches!(
+                    e,
+                    Error::Failed(_)
+                        | Error::Timeout(_)
+                        | Error::Internal(_)
+                        | Error::Unavailable(_)
+                        | Error::Throttled { .. }
+                );
+                // A function that is missing or gated off for this caller
+                // was not served: no exposure for it.
+                if !matches!(e, Error::NotFound(_)) {
+                    self.observe(call.served, failed);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
     /// Feeds the detector: an exposure for the variant served and, for an
     /// upstream 5xx or a gateway failure, an error event.
     /// Both are in-memory counter additions; a task flushes them.
@@ -372,6 +453,15 @@ impl Gateway {
                 .record(&served.flag, &served.variant, crate::metrics::ERROR, 1.0);
         }
     }
+}
+
+/// What `run_function` needs of the request's routing.
+struct FunctionCall<'a> {
+    route: &'a Route,
+    name: &'a str,
+    caller: Option<Caller>,
+    served: Option<&'a Served>,
+    set_cookie: Option<HeaderValue>,
 }
 
 impl Proxy {
@@ -399,7 +489,7 @@ fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// The target's base path, then the request path (without the route's
 /// prefix when it strips it), then the query string unchanged.
-fn upstream_uri(route: &Route, target: &Target, uri: &Uri) -> Result<Uri> {
+fn upstream_uri(route: &Route, target: &Upstream, uri: &Uri) -> Result<Uri> {
     let path = uri.path();
     let tail = if route.strip_prefix {
         &path[route.path.len()..]
@@ -449,7 +539,7 @@ struct Forwarding<'a> {
     peer: IpAddr,
     host: Option<HeaderValue>,
     prefix: Option<&'a str>,
-    target: &'a Target,
+    target: &'a Upstream,
 }
 
 /// `X-Forwarded-For` (appended to a trusted proxy's, else replaced),

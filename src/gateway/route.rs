@@ -68,24 +68,51 @@ pub struct RouteSpec {
     pub require_role: Option<Role>,
 }
 
+/// Where a route sends a request: an upstream, or a deployed function
+/// (`function:<name>`), run as `ANY /functions/{name}/{path...}` runs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Upstream(Upstream),
+    Function(String),
+}
+
+impl Target {
+    /// `function:<name>` (the name follows the function-name rules; whether
+    /// the function exists is checked per request, so a route may be made
+    /// before its function is deployed) or an upstream URL.
+    pub fn parse(field: &str, text: &str) -> Result<Target> {
+        match text.strip_prefix(FUNCTION_PREFIX) {
+            Some(name) => {
+                crate::functions::check_name(name).map_err(|_| {
+                    Error::invalid(
+                        field,
+                        "function:<name> needs a function name of 1-128 letters, digits, '-', '_' or '.'",
+                    )
+                })?;
+                Ok(Target::Function(name.to_string()))
+            }
+            None => Upstream::parse(field, text).map(Target::Upstream),
+        }
+    }
+}
+
+const FUNCTION_PREFIX: &str = "function:";
+
 /// An upstream base URL, split once so each request only appends to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
+pub struct Upstream {
     pub scheme: Scheme,
     pub authority: Authority,
     /// Without a trailing slash; empty for the root.
     pub base_path: String,
 }
 
-impl Target {
+impl Upstream {
     /// `http://host[:port][/base]`; no user info, query or fragment.
-    pub fn parse(field: &str, text: &str) -> Result<Target> {
+    pub fn parse(field: &str, text: &str) -> Result<Upstream> {
         let bad = |why: &str| Error::invalid(field, why);
         if text.len() > MAX_TARGET {
             return Err(bad("is longer than 2048 characters"));
-        }
-        if text.starts_with("function:") {
-            return Err(bad("function targets are not available yet"));
         }
         let uri: Uri = text
             .parse()
@@ -116,7 +143,7 @@ impl Target {
         }
         let base_path = uri.path().trim_end_matches('/').to_string();
         check_segments(&base_path).map_err(|why| bad(&why))?;
-        Ok(Target {
+        Ok(Upstream {
             scheme,
             authority,
             base_path,
@@ -345,15 +372,21 @@ mod tests {
             ("http://host/a?b=c", "query"),
             ("http://host/a/../b", ".."),
             ("/relative", "scheme"),
-            ("function:resize", "function"),
+            ("function:", "function"),
+            ("function:../x", "function"),
+            ("function:a/b", "function"),
         ] {
             let e = Target::parse("target", bad).unwrap_err().to_string();
             assert!(e.starts_with("target:") && e.contains(why), "{bad}: {e}");
         }
-        let t = Target::parse("target", "http://127.0.0.1:8080/v1/").unwrap();
+        let t = Upstream::parse("target", "http://127.0.0.1:8080/v1/").unwrap();
         assert_eq!(t.authority.as_str(), "127.0.0.1:8080");
         assert_eq!(t.base_path, "/v1");
-        assert_eq!(Target::parse("t", "http://h").unwrap().base_path, "");
+        assert_eq!(Upstream::parse("t", "http://h").unwrap().base_path, "");
+        assert_eq!(
+            Target::parse("t", "function:resize").unwrap(),
+            Target::Function("resize".into())
+        );
     }
 
     #[test]

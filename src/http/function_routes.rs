@@ -2,9 +2,8 @@
 //! activation, settings, deletion, the invocation log, and invocation at
 //! `ANY /functions/{name}[/{path...}]` and `POST /api/v1/functions/{name}/invoke`.
 
-use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -13,7 +12,6 @@ use super::bucket_routes::read_body;
 use super::error::{ApiError, Json, Path};
 use super::AppState;
 use crate::error::Error;
-use crate::functions::cgi::CgiResponse;
 use crate::functions::Call;
 use crate::iam::Caller;
 
@@ -304,36 +302,7 @@ async fn invoke(
         body,
     };
     let reply = state.functions.invoke(&caller, &name, call).await?;
-    Ok(cgi_response(reply))
-}
-
-fn cgi_response(reply: CgiResponse) -> Response {
-    let mut response = (
-        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),
-        Bytes::from(reply.body),
-    )
-        .into_response();
-    let headers = response.headers_mut();
-    // Without a Content-Type of the module's, the body stays
-    // application/octet-stream, which no browser renders as a page.
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    for (name, value) in reply.headers {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) else {
-            continue;
-        };
-        if name == header::CONTENT_TYPE {
-            headers.insert(name, value);
-        } else {
-            headers.append(name, value);
-        }
-    }
-    response
+    Ok(reply.into_http())
 }
 
 #[cfg(test)]

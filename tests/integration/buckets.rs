@@ -117,3 +117,60 @@ async fn buckets_refuse_names_that_try_to_escape_the_base_path() {
         .await
         .error(400);
 }
+
+async fn next_event(sub: &mut async_nats::Subscriber) -> (String, serde_json::Value) {
+    use futures_util::StreamExt;
+    // A safety net against a hung test, not a timing assertion.
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(30), sub.next())
+        .await
+        .expect("gave up waiting for a bucket event")
+        .expect("subscription open");
+    let body = serde_json::from_slice(&msg.payload).expect("JSON payload");
+    (msg.subject.to_string(), body)
+}
+
+#[tokio::test]
+async fn buckets_writes_and_deletes_reach_the_bus() {
+    let fb = Flagbase::start().await;
+    let admin = fb.setup_admin("root@example.com").await;
+    let (dev_id, dev) = fb.user("dev@example.com", "developer", Some(&admin)).await;
+    let nc = async_nats::ConnectOptions::with_token(dev.clone())
+        .connect(format!("nats://{}", crate::bus::bus_addr(&fb)))
+        .await
+        .expect("connect with a Flagbase token");
+    let mut sub = nc.subscribe("flagbase.bucket.>").await.unwrap();
+    crate::bus::round_trip(&nc).await;
+
+    let r = fb
+        .send(
+            fb.http
+                .put(fb.url("/api/v1/buckets/notes/objects/a/b.txt"))
+                .bearer_auth(&dev)
+                .body("hello"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (subject, body) = next_event(&mut sub).await;
+    assert_eq!(subject, "flagbase.bucket.notes.created");
+    assert_eq!(body["bucket"], "notes");
+    assert_eq!(body["name"], "a/b.txt");
+    assert_eq!(body["size"], 5);
+    assert_eq!(
+        format!("\"{}\"", body["sha256"].as_str().unwrap()),
+        r.header("etag").unwrap()
+    );
+    assert_eq!(body["actor"], dev_id.as_str());
+
+    let r = fb
+        .send(
+            fb.http
+                .delete(fb.url("/api/v1/buckets/notes/objects/a/b.txt"))
+                .bearer_auth(&dev),
+        )
+        .await;
+    assert!(r.status < 300, "{} {}", r.status, r.body);
+    let (subject, body) = next_event(&mut sub).await;
+    assert_eq!(subject, "flagbase.bucket.notes.deleted");
+    assert_eq!(body["name"], "a/b.txt");
+    assert_eq!(body["actor"], dev_id.as_str());
+}

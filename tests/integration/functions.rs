@@ -58,7 +58,7 @@ pub fn echo() -> Vec<u8> {
 }
 
 /// Writes its environment, one variable a line, no header block.
-fn env_dump() -> Vec<u8> {
+pub fn env_dump() -> Vec<u8> {
     module(
         "",
         &[],
