@@ -330,17 +330,23 @@ pub async fn evaluate_many(
     let ctx =
         evaluation_context::resolve(&caller, object(req.context), req.preview.map(object))?.context;
     let live = state.flags.live();
+    let mut exposures = state.metrics.exposures();
+    let mut count = |k: &str, e: &Evaluation<'_>| {
+        if let Some(x) = exposures.as_mut() {
+            x.exposed_in(&live.snapshot, k, e)
+        }
+    };
     let flags: Vec<Evaluated> = match &req.keys {
         Some(keys) => keys
             .iter()
             .map(|k| (k, live.snapshot.evaluate(k, &ctx)))
-            .inspect(|(k, e)| state.metrics.exposed_in(&live.snapshot, k, e))
+            .inspect(|(k, e)| count(k, e))
             .map(|(k, e)| Evaluated::new(k, &e))
             .collect(),
         None => live
             .snapshot
             .evaluate_all(&ctx)
-            .inspect(|(k, e)| state.metrics.exposed_in(&live.snapshot, k, e))
+            .inspect(|(k, e)| count(k, e))
             .map(|(k, e)| Evaluated::new(k, &e))
             .collect(),
     };

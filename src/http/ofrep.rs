@@ -366,13 +366,15 @@ pub async fn evaluate_all(
         // name a cached answer: evaluate.
         Ok(_) | Err(()) => {}
     }
+    let mut exposures = state.metrics.exposures();
     let flags: Vec<Item> = live
         .snapshot
         .flags()
         .map(|f| (f, f.evaluate(&ctx)))
-        .inspect(|(f, e)| state.metrics.exposed(f, e))
+        .inspect(|(f, e)| exposures.iter_mut().for_each(|x| x.exposed(f, e)))
         .map(|(f, e)| item(Some(f), f.key(), &e))
         .collect();
+    drop(exposures);
     let mut response = axum::Json(Bulk {
         flags,
         event_streams: event_streams(&caller, &headers, seen),

@@ -174,55 +174,43 @@ impl Recorder {
     /// One exposure of `variant` of `flag_key` (served by an evaluation, a
     /// gateway route or a function gate).
     pub fn exposure(&self, flag_key: &str, variant: &str) {
+        if let Some(mut batch) = self.exposures() {
+            batch.count(flag_key, variant);
+        }
+    }
+
+    /// A batch for counting many exposures of one request: one clock read
+    /// and one shard lock for all of them instead of one per flag (OFREP
+    /// bulk over 20 flags paid 5.5 % for the per-flag version). `None`
+    /// when counting is off. Hold it only while evaluating: it holds the
+    /// shard's lock, so never across an `.await`.
+    pub fn exposures(&self) -> Option<Exposures<'_>> {
         if !self.count_exposures {
-            return;
+            return None;
         }
-        let bucket = now_secs().div_euclid(self.bucket_secs) * self.bucket_secs;
-        let mut shard = self.exposures[shard_index()]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let counts = shard.get_mut(flag_key).and_then(|v| v.get_mut(variant));
-        if let Some(Some((b, n))) = counts.map(|c| c.last_mut()) {
-            if *b == bucket {
-                *n += 1;
-                return;
-            }
-        }
-        if self.pending.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let counts = shard
-            .entry(flag_key.into())
-            .or_default()
-            .entry(variant.into())
-            .or_default();
-        // Clocks can step back; a bucket seen before is found, not repeated.
-        match counts.iter_mut().find(|(b, _)| *b == bucket) {
-            Some((_, n)) => {
-                *n += 1;
-                self.pending.fetch_sub(1, Ordering::Relaxed);
-            }
-            None => counts.push((bucket, 1)),
-        }
+        Some(Exposures {
+            recorder: self,
+            bucket: now_secs().div_euclid(self.bucket_secs) * self.bucket_secs,
+            shard: self.exposures[shard_index()]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        })
     }
 
     /// The exposure an evaluation served, if it served one (an error
     /// serves none).
     pub fn exposed(&self, flag: &CompiledFlag, e: &Evaluation<'_>) {
-        if self.count_exposures && e.error_code.is_none() {
-            self.exposure(flag.key(), &variant_name(flag, e));
+        if e.error_code.is_none() {
+            if let Some(mut batch) = self.exposures() {
+                batch.exposed(flag, e);
+            }
         }
     }
 
     /// Like `exposed`, for callers holding the key rather than the flag.
     pub fn exposed_in(&self, snapshot: &Snapshot, key: &str, e: &Evaluation<'_>) {
-        if !self.count_exposures {
-            return;
-        }
-        if let Some(flag) = snapshot.get(key) {
-            self.exposed(flag, e);
+        if let Some(mut batch) = self.exposures() {
+            batch.exposed_in(snapshot, key, e);
         }
     }
 
@@ -340,9 +328,94 @@ impl Recorder {
     }
 }
 
+/// Exposures of one request, counted under one clock read and one lock
+/// (`Recorder::exposures`). Every exposure lands in the bucket of the
+/// moment the batch was taken, which for one request is the same bucket.
+pub struct Exposures<'a> {
+    recorder: &'a Recorder,
+    bucket: i64,
+    shard: std::sync::MutexGuard<'a, ExposureShard>,
+}
+
+impl Exposures<'_> {
+    /// The exposure an evaluation served, if it served one.
+    pub fn exposed(&mut self, flag: &CompiledFlag, e: &Evaluation<'_>) {
+        if e.error_code.is_none() {
+            self.count(flag.key(), &variant_name(flag, e));
+        }
+    }
+
+    /// Like `exposed`, for callers holding the key rather than the flag.
+    pub fn exposed_in(&mut self, snapshot: &Snapshot, key: &str, e: &Evaluation<'_>) {
+        if let Some(flag) = snapshot.get(key) {
+            self.exposed(flag, e);
+        }
+    }
+
+    /// One exposure of `variant` of `flag_key`.
+    pub fn count(&mut self, flag_key: &str, variant: &str) {
+        let (bucket, pending) = (self.bucket, &self.recorder.pending);
+        let counts = self
+            .shard
+            .get_mut(flag_key)
+            .and_then(|v| v.get_mut(variant));
+        if let Some(Some((b, n))) = counts.map(|c| c.last_mut()) {
+            if *b == bucket {
+                *n += 1;
+                return;
+            }
+        }
+        if pending.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING {
+            pending.fetch_sub(1, Ordering::Relaxed);
+            self.recorder.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let counts = self
+            .shard
+            .entry(flag_key.into())
+            .or_default()
+            .entry(variant.into())
+            .or_default();
+        // Clocks can step back; a bucket seen before is found, not repeated.
+        match counts.iter_mut().find(|(b, _)| *b == bucket) {
+            Some((_, n)) => {
+                *n += 1;
+                pending.fetch_sub(1, Ordering::Relaxed);
+            }
+            None => counts.push((bucket, 1)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_counts_like_single_exposures_and_off_counts_nothing() {
+        let r = Recorder::new(10);
+        {
+            let mut batch = r.exposures().expect("counting is on by default");
+            for _ in 0..3 {
+                batch.count("f", "on");
+            }
+            batch.count("g", "off");
+        }
+        r.exposure("f", "on");
+        let t = totals(&r.drain().0);
+        let count = |k: &str, v: &str| {
+            t.iter()
+                .filter(|((f, var, ty, _), _)| f == k && var == v && ty == EXPOSURE)
+                .map(|(_, (n, _))| n)
+                .sum::<u64>()
+        };
+        assert_eq!((count("f", "on"), count("g", "off")), (4, 1));
+
+        let off = Recorder::new(10).counting_exposures(false);
+        assert!(off.exposures().is_none());
+        off.exposure("f", "on");
+        assert!(off.drain().0.is_empty());
+    }
 
     fn totals(deltas: &[BucketDelta]) -> HashMap<(String, String, String, i64), (u64, f64)> {
         let mut m = HashMap::new();

@@ -30,5 +30,6 @@ mod sdk_js;
 mod sdk_js_live;
 mod sdk_rust;
 mod sdk_rust_stream;
+mod sdk_snapshot;
 mod store_contract;
 mod stream;

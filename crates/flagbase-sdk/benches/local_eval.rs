@@ -63,6 +63,12 @@ fn bench(c: &mut Criterion) {
                 black_box(matches!(e.value, Value::Bool(true)))
             })
         });
+        // A snapshot handle taken once, as a request handler would, then
+        // one check per iteration.
+        let snap = sdk.snapshot();
+        g.bench_function("sdk-snapshot", |b| {
+            b.iter(|| black_box(snap.is_enabled(black_box(key), black_box(&ctx))))
+        });
         g.bench_function("sdk-again", |b| {
             b.iter(|| black_box(sdk.is_enabled(black_box(key), black_box(&ctx))))
         });

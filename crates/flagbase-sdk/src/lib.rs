@@ -27,5 +27,5 @@ pub mod sse;
 
 pub use error::{Error, Result};
 pub use flagbase_engine::Context;
-pub use local::{Change, ChangeKind, ConnectionState, LocalClient, LocalOptions};
+pub use local::{Change, ChangeKind, ConnectionState, LocalClient, LocalOptions, LocalSnapshot};
 pub use remote::{Client, Evaluation};
