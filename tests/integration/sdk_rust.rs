@@ -178,7 +178,11 @@ async fn remote_client_records_metric_events_the_server_counts() {
         .get("/api/v1/flags/rollout/metrics?window=1h", Some(&admin))
         .await;
     assert_eq!(m.status, 200, "{}", m.body);
-    assert_eq!(m.body["variants"]["true"]["error"]["count"], 3, "{}", m.body);
+    assert_eq!(
+        m.body["variants"]["true"]["error"]["count"], 3,
+        "{}",
+        m.body
+    );
     assert_eq!(m.body["variants"]["false"]["latency_ms"]["count"], 1);
     assert_eq!(m.body["variants"]["false"]["latency_ms"]["sum"], 12.5);
 }
