@@ -6,11 +6,12 @@
 //! clean error. Nothing else in Flagbase names a wasmtime type.
 //!
 //! `run` is blocking; callers run it on a blocking thread. The timeout is an
-//! epoch deadline: a ticker thread bumps the engine's epoch every `TICK`, so
-//! an infinite loop traps within a tick of its deadline without any cost on
-//! the guest's fast path.
+//! epoch deadline: a ticker thread bumps the engine's epoch every `TICK`
+//! while a run is in progress, so an infinite loop traps within a tick of
+//! its deadline without any cost on the guest's fast path.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::{
@@ -182,6 +183,7 @@ impl HostState {
 
 pub struct Runtime {
     engine: Engine,
+    ticker: Arc<Ticker>,
     linker: Linker<HostState>,
     cache_dir: PathBuf,
     /// Identifies this engine's compilation settings in cache file names.
@@ -211,21 +213,18 @@ impl Runtime {
             engine.precompile_compatibility_hash().hash(&mut h);
             format!("{:016x}", h.finish())
         };
-        // The ticker holds only a weak handle's worth of work: it stops
-        // with the process.
-        let ticking = engine.clone();
+        let ticker = Arc::new(Ticker::default());
+        let (ticking, engine_ticked) = (ticker.clone(), engine.clone());
         std::thread::Builder::new()
             .name("wasm-epoch".into())
-            .spawn(move || loop {
-                std::thread::sleep(TICK);
-                ticking.increment_epoch();
-            })
+            .spawn(move || ticking.run(&engine_ticked))
             .map_err(|e| e.to_string())?;
         Ok(Runtime {
             engine,
             linker,
             cache_dir: options.cache_dir.clone(),
             engine_id,
+            ticker,
         })
     }
 
@@ -348,6 +347,7 @@ impl Runtime {
                 hit: false,
             },
         };
+        let _ticking = self.ticker.running();
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         let ticks = input.timeout.as_millis().div_ceil(TICK.as_millis()) as u64 + 1;
@@ -397,5 +397,45 @@ impl Runtime {
             stderr: data.stderr,
             duration: started.elapsed(),
         }
+    }
+}
+
+/// Bumps the engine's epoch every `TICK` while at least one run is in
+/// progress, and sleeps otherwise, so an idle server is not woken a hundred
+/// times a second. A run's deadline counts ticks from its own start, so a
+/// pause between runs shortens no timeout.
+#[derive(Default)]
+struct Ticker {
+    running: Mutex<usize>,
+    started: Condvar,
+}
+
+impl Ticker {
+    fn running(&self) -> TickerGuard<'_> {
+        *self.running.lock().expect("ticker lock") += 1;
+        self.started.notify_one();
+        TickerGuard(self)
+    }
+
+    /// The ticker thread's loop; it lives as long as the process.
+    fn run(&self, engine: &Engine) {
+        loop {
+            {
+                let mut running = self.running.lock().expect("ticker lock");
+                while *running == 0 {
+                    running = self.started.wait(running).expect("ticker lock");
+                }
+            }
+            std::thread::sleep(TICK);
+            engine.increment_epoch();
+        }
+    }
+}
+
+struct TickerGuard<'a>(&'a Ticker);
+
+impl Drop for TickerGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.running.lock().expect("ticker lock") -= 1;
     }
 }
