@@ -42,32 +42,6 @@ fn reason(r: Reason) -> &'static str {
     }
 }
 
-/// The variant, always a string (the schema types it so, and the official
-/// Python provider reads it unconditionally): the named variant that served
-/// the value; else the first named variant of the flag with an equal value
-/// (a disabled or defaulted flag serving a variant's value is serving that
-/// variant); else the value as compact JSON text, so a boolean flag without
-/// variants answers `"true"`/`"false"`, a number `"10"`, a string
-/// `"\"hello\""`. Equal values of one flag thus always get equal variants.
-fn variant<'a>(flag: &'a CompiledFlag, e: &Evaluation<'a>) -> Cow<'a, str> {
-    if let Some(name) = e.variant {
-        return Cow::Borrowed(name);
-    }
-    let named = flag
-        .spec()
-        .variants
-        .iter()
-        .find(|v| &v.value == e.value)
-        .map(|v| v.key.as_str());
-    match (named, e.value) {
-        (Some(name), _) => Cow::Borrowed(name),
-        // The common case (a boolean flag without variants) allocates nothing.
-        (None, Value::Bool(true)) => Cow::Borrowed("true"),
-        (None, Value::Bool(false)) => Cow::Borrowed("false"),
-        (None, value) => Cow::Owned(value.to_string()),
-    }
-}
-
 /// `evaluationFailure.errorCode` is `PARSE_ERROR`, `TARGETING_KEY_MISSING`,
 /// `INVALID_CONTEXT` or `GENERAL`; any other engine code (a type mismatch)
 /// is `GENERAL`. `FLAG_NOT_FOUND` has its own 404 body (`flagNotFound`).
@@ -242,7 +216,10 @@ fn item<'a>(flag: Option<&'a CompiledFlag>, key: &'a str, e: &Evaluation<'a>) ->
             key,
             value: e.value,
             reason: reason(e.reason),
-            variant: variant(flag, e),
+            // Always a string (the schema types it so, and the official
+            // Python provider reads it unconditionally); the same naming
+            // the exposure counts use, so recorded events meet them.
+            variant: crate::metrics::variant_name(flag, e),
             metadata: Metadata {},
         }),
         (code, _) => {

@@ -112,7 +112,10 @@ fn shard_index() -> usize {
 /// The variant an evaluation served, named as OFREP names it (so events an
 /// SDK records with the OFREP variant meet the exposures counted here): the
 /// named variant; else the first variant of the flag with an equal value;
-/// else the value as compact JSON (`"true"`/`"false"` for a boolean flag).
+/// else the value as compact JSON (`"true"`/`"false"` for a boolean flag,
+/// `"10"` for a number, `"\"hello\""` for a string). A disabled or
+/// defaulted flag serving a variant's value is serving that variant, and
+/// equal values of one flag always get equal names. OFREP answers with it.
 pub fn variant_name<'a>(flag: &'a CompiledFlag, e: &Evaluation<'a>) -> Cow<'a, str> {
     if let Some(name) = e.variant {
         return Cow::Borrowed(name);
