@@ -41,7 +41,6 @@ TARGET=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET/release/flagbase
 [[ -x "$BIN" ]] || die "no release binary at $BIN"
 
-json() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
 call() { # EXPECTED METHOD URL [BODY]
     local want=$1 method=$2 url=$3 body=${4:-} code

@@ -39,7 +39,6 @@ for tool in curl python3 taskset wrk; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
 
-json() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
 bench() { # LABEL METHOD URL BODY HEADER
     local label=$1 method=$2 url=$3 body=$4 header=$5 line
@@ -51,15 +50,6 @@ bench() { # LABEL METHOD URL BODY HEADER
     grep -q 'non2xx=0 socket_errors=0' <<<"$line" || echo "  WARNING: $label had failed requests" >&2
 }
 
-wait_for_line() { # TEXT FILE
-    for _ in $(seq 300); do
-        grep -q "$1" "$2" 2>/dev/null && return 0
-        [[ -n "$SERVER_PID" ]] && ! kill -0 "$SERVER_PID" 2>/dev/null && break
-        sleep 0.1
-    done
-    cat "$2" "$2.err" 2>/dev/null >&2 || true
-    die "server did not print \"$1\""
-}
 
 if [[ "${SKIP_BUILD:-}" != 1 ]]; then
     echo "== building Flagbase (cargo build --release)"

@@ -51,7 +51,6 @@ stop_nginx() {
 trap 'stop_nginx; cleanup' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-json() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
 call() { # EXPECTED METHOD URL [BODY] [HEADER]
     local want=$1 method=$2 url=$3 body=${4:-} header=${5:-} code
@@ -63,13 +62,6 @@ call() { # EXPECTED METHOD URL [BODY] [HEADER]
     cat "$WORK/resp"
 }
 
-wait_http() {
-    for _ in $(seq 300); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    die "nothing answers at $1"
-}
 
 # nginx NAME CPU CONFIG-BODY: one master + one worker in the foreground.
 start_nginx() {

@@ -52,7 +52,6 @@ RESULTS=$WORK/results
 
 # ---------------------------------------------------------------- helpers
 # json FIELD: prints a top-level field of the JSON on stdin.
-json() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
 # call EXPECTED_STATUS METHOD URL [BODY] [HEADER]: prints the body; dies on
 # another status.
@@ -82,25 +81,7 @@ bench() {
     fi
 }
 
-# Waits for "$1" to appear in file $2 (30 s).
-wait_for_line() {
-    for _ in $(seq 300); do
-        grep -q "$1" "$2" 2>/dev/null && return 0
-        [[ -n "$SERVER_PID" ]] && ! kill -0 "$SERVER_PID" 2>/dev/null && break
-        sleep 0.1
-    done
-    cat "$2" "$2.err" 2>/dev/null >&2 || true
-    die "server did not print \"$1\""
-}
 
-# Waits until GET $1 answers at all (30 s).
-wait_http() {
-    for _ in $(seq 300); do
-        curl -s -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    die "nothing answers at $1"
-}
 
 flag_json() {
     printf '{"key":"%s","enabled":true,"default_value":false,"rollout_percentage":25,"rules":[{"attribute":"plan","operator":"equals","value":"pro","variant":true,"priority":0}]}' "$1"
