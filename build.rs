@@ -26,6 +26,9 @@ fn main() {
     println!("cargo:rustc-env=FLAGBASE_BUILD_DATE={}", civil_date(secs));
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     println!("cargo:rerun-if-changed=.git/HEAD");
+    // The console's assets are embedded (src/http/ui.rs): a changed, added
+    // or removed file under ui/ must rebuild the binary.
+    println!("cargo:rerun-if-changed=ui");
     if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
         if let Some(reference) = head.strip_prefix("ref: ") {
             println!("cargo:rerun-if-changed=.git/{}", reference.trim());

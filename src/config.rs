@@ -30,6 +30,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub anomaly: AnomalyConfig,
     pub gateway: GatewayConfig,
+    pub ui: crate::http::UiConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -352,6 +353,7 @@ impl Default for Config {
                 max_body_bytes: 1024 * 1024 * 1024,
                 routes: Vec::new(),
             },
+            ui: crate::http::UiConfig::default(),
         }
     }
 }
@@ -533,6 +535,7 @@ impl Config {
             return Err(("server.max_connections", "must be at least 1".into()));
         }
         self.validate_detector()?;
+        self.ui.validate()?;
         if self.database.path.as_os_str().is_empty() {
             return Err(("database.path", "must not be empty".into()));
         }

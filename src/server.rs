@@ -47,6 +47,11 @@ pub enum StartError {
     Gateway(crate::error::Error),
     #[error("cannot start the function runtime: {0}")]
     Functions(String),
+    #[error("cannot serve the console from ui.dev_dir {path}: {source}")]
+    Console {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -245,6 +250,17 @@ pub async fn start(config: Config) -> Result<(), StartError> {
             let _ = stop.wait_for(|stop| *stop).await;
         }));
     }
+    let ui = match &config.ui.dev_dir {
+        Some(dir) => {
+            let assets = http::UiAssets::new(Some(dir)).map_err(|source| StartError::Console {
+                path: dir.clone(),
+                source,
+            })?;
+            tracing::info!(dir = %dir.display(), "serving the console from ui.dev_dir");
+            assets
+        }
+        None => http::UiAssets::default(),
+    };
     let state = AppState {
         iam,
         flags,
@@ -258,6 +274,7 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         metrics: metrics.clone(),
         detector,
         gateway,
+        ui: Arc::new(ui),
     };
     let router = http::router(
         state,
@@ -496,6 +513,7 @@ fn print_banner(config: &Config, http: SocketAddr, bus: &str, iam: &Iam) {
     out.push_str(&format!("{}\n", version::long()));
     out.push_str(&format!("  http:     http://{http}\n"));
     out.push_str(&format!("  bus:      {bus}\n"));
+    out.push_str(&format!("  console:  http://{reachable}/ui/\n"));
     out.push_str(&format!(
         "  database: {}\n",
         absolute(&config.database.path)
@@ -508,6 +526,9 @@ fn print_banner(config: &Config, http: SocketAddr, bus: &str, iam: &Iam) {
         out.push_str(&format!(
             "\nNo admin exists yet. Create the first one within {} with this one-time setup token:\n  setup token: {token}\n  curl -X POST http://{reachable}/setup -H 'Content-Type: application/json' \\\n    -d '{{\"token\":\"{token}\",\"email\":\"admin@example.com\",\"password\":\"<at least 8 characters>\"}}'\nor, from a shell on this machine: flagbase user create --role admin --email admin@example.com --password-stdin\n",
             crate::duration::HumanDuration(iam.setup_token_ttl())
+        ));
+        out.push_str(&format!(
+            "or open the console: http://{reachable}/ui/setup?token={token}\n"
         ));
     }
     out.push_str("Ready. Stop with Ctrl-C.\n");

@@ -16,6 +16,7 @@ mod ofrep;
 mod request;
 mod serve;
 mod stream;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,7 @@ use crate::iam::Iam;
 use crate::storage::Store;
 use error::ApiError;
 pub use serve::{serve, ServeOptions};
+pub use ui::{Assets as UiAssets, UiConfig};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -51,6 +53,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Recorder>,
     pub detector: Arc<crate::anomaly::Detector>,
     pub gateway: Arc<Gateway>,
+    /// The console's assets (embedded, or `ui.dev_dir`).
+    pub ui: Arc<ui::Assets>,
 }
 
 pub struct HttpOptions {
@@ -171,7 +175,8 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         // Proxied bodies stream through: no extractor reads them, so the
         // body limit above does not apply (gateway.max_body_bytes does).
         .route("/gateway", any(gateway_routes::proxy))
-        .route("/gateway/{*rest}", any(gateway_routes::proxy));
+        .route("/gateway/{*rest}", any(gateway_routes::proxy))
+        .merge(ui::routes());
     with_common_layers(routes, options).with_state(state)
 }
 
