@@ -84,6 +84,7 @@ pub async fn start(config: Config) -> Result<(), StartError> {
     );
     let store: Arc<dyn Store> = sqlite.clone();
     let gateway_store: Arc<dyn crate::storage::gateway::GatewayStore> = sqlite.clone();
+    let session_store: Arc<dyn crate::storage::sessions::SessionStore> = sqlite.clone();
     // The change feed every service publishes its committed changes to.
     let feed = Arc::new(ChangeFeed::default());
     let iam = Arc::new(
@@ -261,6 +262,7 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         }
         None => http::UiAssets::default(),
     };
+    let iam_for_sessions = iam.clone();
     let state = AppState {
         iam,
         flags,
@@ -275,6 +277,12 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         detector,
         gateway,
         ui: Arc::new(ui),
+        sessions: Arc::new(crate::iam::browser::BrowserSessions::new(
+            iam_for_sessions,
+            session_store,
+            config.ui.session_ttl.get(),
+        )),
+        secure_cookie: config.ui.secure_cookie,
     };
     let router = http::router(
         state,

@@ -4,19 +4,29 @@
 //! Only routes that take a `Caller` look at these headers, so a bad header
 //! never breaks a public route.
 //!
+//! Without either header, the console's session cookie (`flagbase_session`)
+//! is accepted in their place: safe methods need nothing more, others need
+//! the session's `X-CSRF-Token` and a same-origin request (403 `csrf`).
+//! A header credential always wins over the cookie.
+//!
 //! Public `client` tokens are refused by default: the `Caller` extractor
 //! answers 403 for them, so a new route cannot serve one by accident. The
 //! few routes a client token may use (evaluation, the OFREP change stream)
 //! take an `Evaluator` instead.
 
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, COOKIE, HOST};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode};
 
 use super::error::ApiError;
 use super::AppState;
 use crate::error::Error;
+use crate::iam::browser::csrf_matches;
 use crate::iam::Caller;
+
+/// The console's session cookie.
+pub const SESSION_COOKIE: &str = "flagbase_session";
 
 /// Header values longer than this are not credentials we could have issued.
 const MAX_CREDENTIAL_BYTES: usize = 4096;
@@ -93,6 +103,71 @@ async fn authenticate(state: &AppState, credentials: &[&str]) -> Result<Caller, 
     Ok(caller)
 }
 
+/// The session cookie's value, if the request carries one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|text| text.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+}
+
+pub fn csrf_error(why: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "csrf", why)
+}
+
+/// Whether the request comes from a page of this server: the browser says
+/// so (`Sec-Fetch-Site: same-origin`), or its `Origin` is our own
+/// (`http(s)://` + the `Host` it addressed).
+pub fn same_origin(headers: &HeaderMap, secure: bool) -> bool {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if header("sec-fetch-site") == Some("same-origin") {
+        return true;
+    }
+    let (Some(origin), Some(host)) = (header("origin"), header(HOST.as_str())) else {
+        return false;
+    };
+    let scheme = if secure { "https" } else { "http" };
+    origin
+        .strip_prefix(scheme)
+        .and_then(|rest| rest.strip_prefix("://"))
+        .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+}
+
+/// Whether a browser marked the request as coming from another site (a
+/// request without `Origin` or `Sec-Fetch-Site` is no browser's).
+pub fn cross_origin(headers: &HeaderMap, secure: bool) -> bool {
+    let marked = headers.contains_key("origin") || headers.contains_key("sec-fetch-site");
+    marked && !same_origin(headers, secure)
+}
+
+/// The caller a session cookie names, with the CSRF defence for methods
+/// that change state.
+pub async fn cookie_caller(parts: &Parts, state: &AppState, id: &str) -> Result<Caller, ApiError> {
+    let active = state.sessions.authenticate(id).await?;
+    if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        let presented =
+            single(parts, "x-csrf-token").map_err(|_| csrf_error("malformed X-CSRF-Token"))?;
+        let Some(presented) = presented else {
+            return Err(csrf_error(
+                "a console request that changes state needs the X-CSRF-Token header",
+            ));
+        };
+        if !csrf_matches(presented, &active.csrf_token) {
+            return Err(csrf_error("wrong X-CSRF-Token for this session"));
+        }
+        if !same_origin(&parts.headers, state.secure_cookie) {
+            return Err(csrf_error(
+                "a console request must come from the console's own origin",
+            ));
+        }
+    }
+    Ok(active.caller)
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -112,6 +187,11 @@ impl FromRequestParts<AppState> for Evaluator {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let credentials = presented(parts)?;
+        if credentials.is_empty() {
+            if let Some(id) = session_cookie(&parts.headers) {
+                return Ok(Evaluator(cookie_caller(parts, state, id).await?));
+            }
+        }
         Ok(Evaluator(authenticate(state, &credentials).await?))
     }
 }
@@ -132,13 +212,17 @@ pub async fn stream_caller(
                 return Err(bad("invalid token").into());
             }
             credentials.push(token);
+        } else if let Some(id) = session_cookie(&parts.headers) {
+            return cookie_caller(parts, state, id).await;
         }
     }
     Ok(authenticate(state, &credentials).await?)
 }
 
 /// The caller when valid credentials were sent, `None` otherwise; for public
-/// routes whose behaviour widens for an authenticated caller.
+/// routes whose behaviour widens for an authenticated caller. Headers only:
+/// the session cookie reaches `/gateway` paths too, where it is the proxied
+/// site's business, not a credential for us.
 pub struct MaybeCaller(pub Option<Caller>);
 
 impl FromRequestParts<AppState> for MaybeCaller {

@@ -15,6 +15,7 @@ mod metrics_routes;
 mod ofrep;
 mod request;
 mod serve;
+mod session_routes;
 mod stream;
 mod ui;
 
@@ -55,6 +56,10 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     /// The console's assets (embedded, or `ui.dev_dir`).
     pub ui: Arc<ui::Assets>,
+    /// The console's browser sessions (cookie + CSRF).
+    pub sessions: Arc<crate::iam::browser::BrowserSessions>,
+    /// `ui.secure_cookie`: the console is reached over HTTPS.
+    pub secure_cookie: bool,
 }
 
 pub struct HttpOptions {
@@ -70,6 +75,12 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
         .route("/auth/register", post(auth_routes::register))
         .route("/auth/login", post(auth_routes::login))
         .route("/auth/me", get(auth_routes::me))
+        .route(
+            "/auth/session",
+            post(session_routes::login)
+                .get(session_routes::current)
+                .delete(session_routes::logout),
+        )
         .route("/api/v1/users", get(admin_routes::list_users))
         .route("/api/v1/users/{id}/role", put(admin_routes::set_role))
         .route("/api/v1/users/{id}", delete(admin_routes::delete_user))

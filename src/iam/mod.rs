@@ -11,6 +11,7 @@
 //! client hanging up cannot lose one.
 
 pub mod api_token;
+pub mod browser;
 mod cache;
 pub mod jwt;
 pub mod password;
@@ -416,6 +417,18 @@ impl Iam {
         password: &str,
         address: Option<IpAddr>,
     ) -> Result<Session> {
+        let user = self.check_login(email, password, address).await?;
+        self.session(&user)
+    }
+
+    /// The password check behind `login`, throttle included, for every kind
+    /// of session (JWT or browser cookie): the user when it succeeds.
+    pub async fn check_login(
+        &self,
+        email: &str,
+        password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<User> {
         let account = normalize_email(email).ok();
         let attempt = self
             .throttle
@@ -448,10 +461,16 @@ impl Iam {
         match user {
             Some(user) if ok => {
                 attempt.succeeded();
-                self.session(&user)
+                Ok(user)
             }
             _ => Err(invalid()),
         }
+    }
+
+    /// The stored user as authentication sees it (through the cache that
+    /// role changes and deletions invalidate).
+    pub async fn current_user(&self, id: &str) -> Result<Option<User>> {
+        self.principals.user(self.store.as_ref(), id).await
     }
 
     fn session(&self, user: &User) -> Result<Session> {

@@ -146,6 +146,17 @@ const MIGRATIONS: &[&str] = &[
         created_by TEXT NOT NULL,
         CHECK ((subject IS NULL) <> (schedule IS NULL))
      );",
+    // The console's browser sessions: only the SHA-256 of the id is kept;
+    // a session goes with its user.
+    "CREATE TABLE browser_sessions (
+        id_hash    TEXT PRIMARY KEY,
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        role       TEXT NOT NULL CHECK (role IN ('admin', 'developer', 'user')),
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+     );
+     CREATE INDEX browser_sessions_user ON browser_sessions(user_id);
+     CREATE INDEX browser_sessions_expiry ON browser_sessions(expires_at);",
 ];
 
 /// The schema version this build writes.

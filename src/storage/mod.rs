@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod metrics;
 mod migrations;
 mod pool;
+pub mod sessions;
 pub mod sqlite;
 
 use async_trait::async_trait;

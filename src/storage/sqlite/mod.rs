@@ -11,6 +11,7 @@ mod functions;
 mod gateway;
 mod iam;
 mod metrics;
+mod sessions;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
