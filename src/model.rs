@@ -203,6 +203,9 @@ pub struct AuditRecord {
     /// from the JSON when empty, so one bad record never fails a page.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unreadable: Vec<&'static str>,
+    /// Why the change was made, when its author said (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Newest first; `cursor` is the id of the last record of the previous page.

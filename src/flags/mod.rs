@@ -35,6 +35,8 @@ use crate::unit_of_work::run_to_completion;
 pub const DETECTOR: &str = "detector";
 
 const SERVER_FIELDS: [&str; 4] = ["version", "created_at", "updated_at", "updated_by"];
+/// Longest reason a change may carry into the audit log.
+const MAX_REASON_CHARS: usize = 500;
 
 /// The snapshot evaluations read, and a tag that changes with it.
 pub struct Live {
@@ -147,7 +149,7 @@ impl Flags {
                 ))
             }
         }
-        self.write(caller, key, if_match, "flag.update", move |_| {
+        self.write(caller, key, if_match, "flag.update", None, move |_| {
             Ok(body.clone())
         })
         .await
@@ -166,7 +168,7 @@ impl Flags {
         if patch.get("key").is_some_and(|k| k.as_str() != Some(key)) {
             return Err(Error::invalid("key", "is immutable"));
         }
-        self.write(caller, key, if_match, "flag.update", move |current| {
+        self.write(caller, key, if_match, "flag.update", None, move |current| {
             let mut merged = Value::Object(current);
             merge_patch(&mut merged, &patch);
             match merged {
@@ -184,15 +186,46 @@ impl Flags {
         key: &str,
         if_match: Option<Revision>,
     ) -> Result<FlagRecord> {
+        self.toggle_with_reason(caller, key, if_match, None).await
+    }
+
+    /// `toggle`, with the author's reason (at most 500 characters) written
+    /// on the audit record.
+    pub async fn toggle_with_reason(
+        self: &Arc<Self>,
+        caller: &Caller,
+        key: &str,
+        if_match: Option<Revision>,
+        reason: Option<String>,
+    ) -> Result<FlagRecord> {
         caller.require(Role::Developer)?;
-        self.write(caller, key, if_match, "flag.toggle", |mut current| {
-            let enabled = current
-                .get("enabled")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            current.insert("enabled".into(), Value::Bool(!enabled));
-            Ok(current)
-        })
+        let reason = reason
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty());
+        if reason
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+        {
+            return Err(Error::invalid(
+                "reason",
+                format!("must be at most {MAX_REASON_CHARS} characters"),
+            ));
+        }
+        self.write(
+            caller,
+            key,
+            if_match,
+            "flag.toggle",
+            reason,
+            |mut current| {
+                let enabled = current
+                    .get("enabled")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                current.insert("enabled".into(), Value::Bool(!enabled));
+                Ok(current)
+            },
+        )
         .await
     }
 
@@ -209,6 +242,7 @@ impl Flags {
         key: &str,
         if_match: Option<Revision>,
         action: &'static str,
+        reason: Option<String>,
         change: impl Fn(Map<String, Value>) -> Result<Map<String, Value>> + Send + Sync + 'static,
     ) -> Result<FlagRecord> {
         let change = Arc::new(change);
@@ -219,12 +253,13 @@ impl Flags {
         let apply = change.clone();
         let (spec, compiled) = off_workers(move || compile(apply(map)?)).await?;
         let (this, k, a) = (self.clone(), key.clone(), actor.clone());
+        let r = reason.clone();
         let optimistic = run_to_completion(async move {
             let mut generation = this.writer.lock().await;
             let turn = this.feed.begin().await;
             let change = this
                 .store
-                .update_flag(&k, spec, Some(revision), action, &a)
+                .update_flag_with_reason(&k, spec, Some(revision), action, &a, r.as_deref())
                 .await?;
             this.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
             turn.publish(ChangeEvent::flag(
@@ -250,7 +285,14 @@ impl Flags {
             let turn = this.feed.begin().await;
             let change = this
                 .store
-                .update_flag(&key, spec, Some(revision), action, &actor)
+                .update_flag_with_reason(
+                    &key,
+                    spec,
+                    Some(revision),
+                    action,
+                    &actor,
+                    reason.as_deref(),
+                )
                 .await?;
             this.publish(&mut generation, |s| s.with_flag(Arc::new(compiled)));
             turn.publish(ChangeEvent::flag(

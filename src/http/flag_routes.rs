@@ -229,14 +229,37 @@ pub async fn patch(
     Ok(flag_response(StatusCode::OK, &record))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ToggleRequest {
+    /// Why, for the audit record.
+    reason: Option<String>,
+}
+
+/// `PATCH /api/v1/flags/{key}/toggle`, with an optional JSON body
+/// `{"reason": "..."}` (no body at all is a toggle without a reason).
 pub async fn toggle(
     State(state): State<AppState>,
     caller: Caller,
     Path(key): Path<String>,
     headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    let request: ToggleRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ToggleRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::from(Error::invalid(
+                "body",
+                format!("expected {{\"reason\": \"...\"}} or no body: {e}"),
+            ))
+        })?
+    };
     let expected = expected_revision(&state, &caller, &key, &headers).await?;
-    let record = state.flags.toggle(&caller, &key, expected).await?;
+    let record = state
+        .flags
+        .toggle_with_reason(&caller, &key, expected, request.reason)
+        .await?;
     Ok(flag_response(StatusCode::OK, &record))
 }
 

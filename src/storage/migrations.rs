@@ -157,6 +157,8 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX browser_sessions_user ON browser_sessions(user_id);
      CREATE INDEX browser_sessions_expiry ON browser_sessions(expires_at);",
+    // Why a change was made, when its author said (a toggle's reason).
+    "ALTER TABLE audit_log ADD COLUMN reason TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -85,6 +85,17 @@ pub trait Store: Send + Sync {
         action: &str,
         actor: &str,
     ) -> Result<Committed<FlagRecord>>;
+    /// `update_flag` with the author's reason for the change, written on its
+    /// audit record.
+    async fn update_flag_with_reason(
+        &self,
+        key: &str,
+        spec: serde_json::Value,
+        expected: Option<Revision>,
+        action: &str,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<Committed<FlagRecord>>;
     /// `NotFound`, or `PreconditionFailed` as for `update_flag`.
     async fn delete_flag(
         &self,

@@ -63,6 +63,17 @@ pub fn write<B: Serialize, A: Serialize>(
     })
 }
 
+/// Records why change `seq` (just written by `write`, in the same
+/// transaction) was made.
+pub fn note_reason(conn: &Connection, seq: u64, reason: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE audit_log SET reason = ?1 WHERE seq = ?2",
+        params![reason, seq as i64],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
 /// `None` for an absent side of a change, typed so `write` can infer `T`.
 pub const NOTHING: Option<&()> = None;
 
@@ -135,6 +146,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
         before,
         after,
         unreadable,
+        reason: r.get(8)?,
         id,
     })
 }
@@ -142,7 +154,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
 pub fn query(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT id, at, actor, action, target, before, after, seq FROM audit_log
+            "SELECT id, at, actor, action, target, before, after, seq, reason FROM audit_log
              WHERE (?1 IS NULL OR target = ?1)
                AND (?2 IS NULL OR actor = ?2)
                AND (?3 IS NULL OR id < ?3)

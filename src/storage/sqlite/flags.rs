@@ -140,6 +140,7 @@ pub fn update(
     expected: Option<&Revision>,
     action: &str,
     actor: &str,
+    reason: Option<&str>,
 ) -> Result<Committed<FlagRecord>> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -171,6 +172,9 @@ pub fn update(
         Some(&audited(&before)),
         Some(&audited(&after)),
     )?;
+    if let Some(reason) = reason {
+        audit::note_reason(&tx, committed.seq, reason)?;
+    }
     tx.commit().map_err(db_err)?;
     Ok(committed.map(|()| after))
 }

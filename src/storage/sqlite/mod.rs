@@ -365,9 +365,33 @@ impl Store for SqliteStore {
         action: &str,
         actor: &str,
     ) -> Result<Committed<FlagRecord>> {
+        self.update_flag_with_reason(key, spec, expected, action, actor, None)
+            .await
+    }
+
+    async fn update_flag_with_reason(
+        &self,
+        key: &str,
+        spec: serde_json::Value,
+        expected: Option<Revision>,
+        action: &str,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<Committed<FlagRecord>> {
         let (key, action, actor) = (own(key), own(action), own(actor));
+        let reason = reason.map(own);
         self.pool
-            .write(move |c| flags::update(c, &key, spec, expected.as_ref(), &action, &actor))
+            .write(move |c| {
+                flags::update(
+                    c,
+                    &key,
+                    spec,
+                    expected.as_ref(),
+                    &action,
+                    &actor,
+                    reason.as_deref(),
+                )
+            })
             .await
     }
 
