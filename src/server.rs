@@ -85,6 +85,7 @@ pub async fn start(config: Config) -> Result<(), StartError> {
     let store: Arc<dyn Store> = sqlite.clone();
     let gateway_store: Arc<dyn crate::storage::gateway::GatewayStore> = sqlite.clone();
     let session_store: Arc<dyn crate::storage::sessions::SessionStore> = sqlite.clone();
+    let usage_store: Arc<dyn crate::storage::usage::UsageStore> = sqlite.clone();
     // The change feed every service publishes its committed changes to.
     let feed = Arc::new(ChangeFeed::default());
     let iam = Arc::new(
@@ -236,6 +237,7 @@ pub async fn start(config: Config) -> Result<(), StartError> {
             let _ = flush_stopped.await;
         },
     ));
+    let metric_store_for_usage = metric_store.clone();
     let detector = Arc::new(Detector::new(
         store.clone(),
         metric_store,
@@ -283,6 +285,8 @@ pub async fn start(config: Config) -> Result<(), StartError> {
             config.ui.session_ttl.get(),
         )),
         secure_cookie: config.ui.secure_cookie,
+        usage: usage_store,
+        metric_store: metric_store_for_usage,
     };
     let router = http::router(
         state,

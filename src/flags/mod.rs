@@ -35,6 +35,8 @@ use crate::unit_of_work::run_to_completion;
 pub const DETECTOR: &str = "detector";
 
 const SERVER_FIELDS: [&str; 4] = ["version", "created_at", "updated_at", "updated_by"];
+/// Keys no new flag may take: `/api/v1/flags/<key>` names another resource.
+const RESERVED_KEYS: [&str; 1] = ["usage"];
 /// Longest reason a change may carry into the audit log.
 const MAX_REASON_CHARS: usize = 500;
 
@@ -114,6 +116,16 @@ impl Flags {
         caller.require(Role::Developer)?;
         let body = strip_server_fields(body)?;
         let (spec, compiled) = off_workers(move || compile(body)).await?;
+        if RESERVED_KEYS.contains(&compiled.key()) {
+            return Err(Error::invalid(
+                "key",
+                format!(
+                    "{} is reserved: GET /api/v1/flags/{} is another resource",
+                    compiled.key(),
+                    compiled.key()
+                ),
+            ));
+        }
         let (this, actor) = (self.clone(), caller.user.id.clone());
         run_to_completion(async move {
             let mut generation = this.writer.lock().await;

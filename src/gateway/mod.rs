@@ -17,6 +17,7 @@ mod context;
 pub mod net;
 mod proxy;
 mod route;
+mod simulate;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use crate::storage::gateway::{GatewayStore, RouteRecord};
 use crate::unit_of_work::run_to_completion;
 pub use proxy::{Proxy, ProxyError};
 pub use route::{Route, RouteSpec, RouteTable, Target, Upstream, MOUNT};
+pub use simulate::Simulation;
 
 /// Fields the server keeps; accepted in a body (a GET result can be sent
 /// back as a PUT) but never taken from it.

@@ -152,7 +152,7 @@ struct Served {
 }
 
 /// The variant key, else the served value as text.
-fn label(eval: &Evaluation<'_>) -> String {
+pub(super) fn label(eval: &Evaluation<'_>) -> String {
     if let Some(variant) = eval.variant {
         return variant.to_string();
     }
@@ -165,7 +165,11 @@ fn label(eval: &Evaluation<'_>) -> String {
 /// The upstream for an evaluation, `None` when the route is off. A
 /// disabled or missing flag is off; otherwise a `variants` entry for the
 /// variant (or value) wins, then `false` is off, then the main target.
-fn choose<'r>(route: &'r Route, eval: &Evaluation<'_>, label: &str) -> Option<&'r Target> {
+pub(super) fn choose<'r>(
+    route: &'r Route,
+    eval: &Evaluation<'_>,
+    label: &str,
+) -> Option<&'r Target> {
     use flagbase_engine::Reason;
     let off = matches!(eval.reason, Reason::Disabled | Reason::Error);
     if !off {

@@ -7,6 +7,7 @@ mod anomaly_routes;
 mod auth;
 mod auth_routes;
 mod bucket_routes;
+mod console_routes;
 pub mod error;
 mod flag_routes;
 mod function_routes;
@@ -60,6 +61,10 @@ pub struct AppState {
     pub sessions: Arc<crate::iam::browser::BrowserSessions>,
     /// `ui.secure_cookie`: the console is reached over HTTPS.
     pub secure_cookie: bool,
+    /// Flag usage for the console's "stale" filter, and the store the
+    /// recorder flushes to first.
+    pub usage: Arc<dyn crate::storage::usage::UsageStore>,
+    pub metric_store: Arc<dyn crate::storage::MetricStore>,
 }
 
 pub struct HttpOptions {
@@ -81,7 +86,10 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
                 .get(session_routes::current)
                 .delete(session_routes::logout),
         )
-        .route("/api/v1/users", get(admin_routes::list_users))
+        .route(
+            "/api/v1/users",
+            get(admin_routes::list_users).post(console_routes::create_user),
+        )
         .route("/api/v1/users/{id}/role", put(admin_routes::set_role))
         .route("/api/v1/users/{id}", delete(admin_routes::delete_user))
         .route(
@@ -101,6 +109,10 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
                 .patch(flag_routes::patch)
                 .delete(flag_routes::delete),
         )
+        // Static beats the `{key}` capture; `usage` is a reserved flag key.
+        .route("/api/v1/flags/usage", get(console_routes::usage))
+        .route("/api/v1/flags/{key}/explain", post(console_routes::explain))
+        .route("/api/v1/gateway/simulate", post(console_routes::simulate))
         .route("/api/v1/flags/{key}/toggle", patch(flag_routes::toggle))
         .route("/api/v1/flags/{key}/history", get(flag_routes::history))
         .route(

@@ -18,6 +18,7 @@ mod migrations;
 mod pool;
 pub mod sessions;
 pub mod sqlite;
+pub mod usage;
 
 use async_trait::async_trait;
 

@@ -25,6 +25,7 @@ mod bucket;
 mod compile;
 mod context;
 mod evaluate;
+mod explain;
 mod hash;
 mod model;
 mod number;
@@ -40,6 +41,7 @@ pub use compile::{
 };
 pub use context::{Attributes, Context, USER_ID_ATTRIBUTES};
 pub use evaluate::{ErrorCode, Evaluation, Reason};
+pub use explain::{ConditionTrace, Decision, Explanation, RuleTrace};
 pub use hash::{fnv1a32, Fnv1a32, FxBuildHasher, FxHasher};
 pub use model::{ConditionSpec, FlagSpec, FlagType, RuleSpec, VariantSpec};
 pub use operators::{OPERATORS, REGEX_MAX_LEN, REGEX_SIZE_LIMIT};

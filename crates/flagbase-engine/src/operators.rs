@@ -8,7 +8,7 @@ use regex::{Regex, RegexBuilder};
 use semver::Version;
 use serde_json::Value;
 
-use crate::context::{Lookup, USER_ID_ATTRIBUTES};
+use crate::context::{Context, Lookup, USER_ID_ATTRIBUTES};
 use crate::hash::FxBuildHasher;
 use crate::number::Decimal;
 use crate::text::{fold, Item, Scalar, Text};
@@ -262,6 +262,15 @@ impl Condition {
             _ => unreachable!("operator list and match arms are in sync"),
         };
         Ok(Condition { attr, op, negated })
+    }
+
+    /// The context value the condition reads (for explanations): the user
+    /// id for the user-id attributes, the attribute otherwise.
+    pub(crate) fn actual(&self, ctx: &Context) -> Option<Value> {
+        match &self.attr {
+            Attr::UserId => ctx.user_id().map(|id| Value::String(id.to_string())),
+            Attr::Named { name, .. } => ctx.attribute(name).cloned(),
+        }
     }
 
     /// Whether the condition holds for `ctx`.

@@ -91,6 +91,65 @@ fn check_eval_case(case: &Value) -> Result<(), String> {
     if snapshot.evaluate(&key, &ctx) != eval {
         return Err("evaluation is not deterministic".into());
     }
+    if let Some(flag) = snapshot.get(&key) {
+        check_explanation(flag, &ctx, &eval)?;
+    }
+    Ok(())
+}
+
+/// The explanation serves what evaluation serves, and the step it names as
+/// deciding is the one that produced that answer.
+fn check_explanation(
+    flag: &flagbase_engine::CompiledFlag,
+    ctx: &Context,
+    eval: &flagbase_engine::Evaluation<'_>,
+) -> Result<(), String> {
+    use flagbase_engine::{Decision, Reason};
+    let x = flag.explain(ctx);
+    if x.evaluation != *eval {
+        return Err(format!(
+            "explain served {:?}, evaluate {eval:?}",
+            x.evaluation
+        ));
+    }
+    let spec = flag.spec();
+    let consistent = match x.decision {
+        Decision::Disabled => eval.reason == Reason::Disabled,
+        Decision::TargetedUser => eval.reason == Reason::TargetingMatch,
+        Decision::Rule(i) => {
+            let rule = &spec.rules[i];
+            let traced = x.rules.iter().find(|r| r.index == i);
+            let first = x.rules.iter().find(|r| r.matched).map(|r| r.index) == Some(i);
+            let served = match (&rule.variant, spec.variants.is_empty()) {
+                (Some(Value::String(name)), false) => eval.variant == Some(name.as_str()),
+                (Some(v), true) => normalise(v) == normalise(eval.value),
+                _ => false,
+            };
+            eval.reason == Reason::TargetingMatch
+                && first
+                && served
+                && traced.is_some_and(|r| r.matched && r.conditions.iter().all(|c| c.passed))
+        }
+        Decision::Split => {
+            eval.reason == Reason::Split
+                && x.bucket.is_some_and(|b| {
+                    spec.rollout_percentage.is_none_or(|pct| b < pct) && (0.0..100.0).contains(&b)
+                })
+        }
+        Decision::Default => matches!(eval.reason, Reason::Default | Reason::Static),
+    };
+    if !consistent {
+        return Err(format!(
+            "explanation decided by {:?} (bucket {:?}) but evaluation is {eval:?}",
+            x.decision, x.bucket
+        ));
+    }
+    // A matched rule's trace agrees with its conditions.
+    for rule in &x.rules {
+        if rule.matched != rule.conditions.iter().all(|c| c.passed) {
+            return Err(format!("rule {} matched/conditions disagree", rule.index));
+        }
+    }
     Ok(())
 }
 

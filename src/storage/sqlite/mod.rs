@@ -12,6 +12,7 @@ mod gateway;
 mod iam;
 mod metrics;
 mod sessions;
+mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
