@@ -350,10 +350,16 @@ pub async fn evaluate_many(
     Json(req): Json<EvaluateRequest>,
 ) -> Result<Response, ApiError> {
     let object = |map| Context::from_json(Value::Object(map)).unwrap_or_default();
-    let ctx =
-        evaluation_context::resolve(&caller, object(req.context), req.preview.map(object))?.context;
+    let evaluating =
+        evaluation_context::resolve(&caller, object(req.context), req.preview.map(object))?;
+    let ctx = evaluating.context;
     let live = state.flags.live();
-    let mut exposures = state.metrics.exposures();
+    // A preview (`as`) is nobody's exposure (see `evaluation_context`).
+    let mut exposures = if evaluating.preview {
+        None
+    } else {
+        state.metrics.exposures()
+    };
     let mut count = |k: &str, e: &Evaluation<'_>| {
         if let Some(x) = exposures.as_mut() {
             x.exposed_in(&live.snapshot, k, e)

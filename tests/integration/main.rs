@@ -11,6 +11,7 @@ mod bus_side_by_side;
 mod change_feed;
 mod cli;
 mod consistency;
+mod console_api;
 mod errors;
 mod flags;
 mod function_triggers;
