@@ -171,7 +171,8 @@ export async function newPage(browser, fb, { colorScheme = "light", viewport = {
   page.errors = [];
   page.on("pageerror", (e) => page.errors.push(`pageerror: ${e.message}`));
   page.on("console", (m) => {
-    if (m.type() === "error") page.errors.push(`console: ${m.text()}`);
+    // HTTP error statuses the UI handles (401 probe, 404, 412) are not page errors.
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) page.errors.push(`console: ${m.text()}`);
   });
   return page;
 }

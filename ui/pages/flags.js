@@ -160,6 +160,12 @@ export async function render(root, ctx) {
     replace(tbody, rows);
     // Heights go through CSSOM (style attributes are forbidden by the CSP).
     for (const td of tbody.querySelectorAll('td.sp')) td.style.height = `${td.dataset.h}px`;
+    // The spacers may have grown the scroller: fill the larger window too.
+    if (scroller.clientHeight > height + 1) {
+      lastRange = '';
+      paint(false);
+      return;
+    }
     if (activeKey) {
       const tr = [...tbody.children].find((r) => r.dataset.key === activeKey);
       const el = tr && (activeClass ? tr.querySelector(`.${String(activeClass).split(' ')[0]}`) : null);
