@@ -9,6 +9,8 @@
 #     protocol checks
 #   * Debian's `chromium` and the Node packages in sdks/js/test-browser
 #     (playwright-core), for the JavaScript SDK's headless browser test
+#   * the Node packages in tests/ui (playwright-core, axe-core), for the
+#     web console's browser tests (tests/integration/console_ui*.rs)
 # The OpenFeature interop tests (tests/interop/, run by
 # tests/integration/ofrep_interop.rs) use the Node and Python packages;
 # tests/integration/sdk_js.rs uses Chromium and playwright-core.
@@ -24,6 +26,8 @@ STAMP=$NODE_DIR/node_modules/.flagbase-lock.sha256
 MIN_NODE=18
 BROWSER_DIR=sdks/js/test-browser
 BROWSER_STAMP=$BROWSER_DIR/node_modules/.flagbase-lock.sha256
+CONSOLE_UI_DIR=tests/ui
+CONSOLE_UI_STAMP=$CONSOLE_UI_DIR/node_modules/.flagbase-lock.sha256
 CHROMIUM=/usr/bin/chromium
 
 missing=()
@@ -117,6 +121,19 @@ if $node_ok; then
             echo "$lock_hash" >"$BROWSER_STAMP"
         else
             missing+=("playwright-core: \`npm ci\` failed in $BROWSER_DIR (see above)")
+        fi
+    fi
+fi
+
+# --- Node packages for the console's browser tests (tests/ui) ----------
+if $node_ok; then
+    lock_hash=$(sha256sum "$CONSOLE_UI_DIR/package-lock.json" | cut -d' ' -f1)
+    if [[ ! -f "$CONSOLE_UI_STAMP" || "$(cat "$CONSOLE_UI_STAMP")" != "$lock_hash" ]]; then
+        echo "installing playwright-core and axe-core (npm ci in $CONSOLE_UI_DIR)"
+        if (cd "$CONSOLE_UI_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+            echo "$lock_hash" >"$CONSOLE_UI_STAMP"
+        else
+            missing+=("playwright-core/axe-core: \`npm ci\` failed in $CONSOLE_UI_DIR (see above)")
         fi
     fi
 fi

@@ -12,6 +12,7 @@ mod change_feed;
 mod cli;
 mod consistency;
 mod console_api;
+mod console_ui;
 mod errors;
 mod flags;
 mod function_triggers;
