@@ -81,7 +81,7 @@ pub fn withhold_session_cookie(headers: &mut HeaderMap) {
         .flat_map(|line| line.split(';'))
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
-        .filter(|pair| pair.split_once('=').map_or(true, |(n, _)| n.trim() != name))
+        .filter(|pair| pair.split_once('=').is_none_or(|(n, _)| n.trim() != name))
         .map(str::to_string)
         .collect();
     headers.remove(header::COOKIE);
