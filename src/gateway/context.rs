@@ -66,6 +66,32 @@ pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
         })
 }
 
+/// Removes the console's session cookie from the `Cookie` headers of a
+/// request about to leave for an upstream: with it, the upstream could act
+/// as the signed-in user on Flagbase's API.
+pub fn withhold_session_cookie(headers: &mut HeaderMap) {
+    let name = crate::iam::browser::COOKIE_NAME;
+    if !cookies(headers).any(|(n, _)| n == name) {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| pair.split_once('=').is_none_or(|(n, _)| n.trim() != name))
+        .map(str::to_string)
+        .collect();
+    headers.remove(header::COOKIE);
+    if let Ok(value) = hyper::header::HeaderValue::from_str(&kept.join("; ")) {
+        if !kept.is_empty() {
+            headers.insert(header::COOKIE, value);
+        }
+    }
+}
+
 /// The evaluation context of one request. `bucket` is the anonymous
 /// caller's targeting key.
 pub fn build(parts: &Parts, caller: Option<&Caller>, ip: IpAddr, bucket: Option<&str>) -> Context {
@@ -97,7 +123,10 @@ pub fn build(parts: &Parts, caller: Option<&Caller>, ip: IpAddr, bucket: Option<
                 .or_insert_with(|| value.into_owned().into());
         }
     }
-    for (name, value) in cookies(&parts.headers).take(MAX_COOKIES) {
+    for (name, value) in cookies(&parts.headers)
+        .filter(|(name, _)| *name != crate::iam::browser::COOKIE_NAME)
+        .take(MAX_COOKIES)
+    {
         ctx.attributes
             .entry(format!("cookie.{name}"))
             .or_insert_with(|| value.to_string().into());
@@ -162,5 +191,26 @@ mod tests {
         assert!(valid_bucket(&a) && valid_bucket(&b));
         assert_ne!(a, b);
         assert!(!valid_bucket("short") && !valid_bucket("has space in it"));
+    }
+
+    #[test]
+    fn the_console_session_cookie_never_reaches_rules_or_upstreams() {
+        let p = parts(
+            "/gateway/x",
+            &[
+                ("cookie", "a=1; flagbase_session=secret; b=2"),
+                ("cookie", "flagbase_session=x"),
+            ],
+        );
+        let ctx = build(&p, None, "127.0.0.1".parse().unwrap(), None);
+        assert!(ctx.attribute("cookie.flagbase_session").is_none());
+        assert_eq!(ctx.attribute("cookie.b"), Some(&serde_json::json!("2")));
+        let mut headers = p.headers.clone();
+        withhold_session_cookie(&mut headers);
+        let sent: Vec<_> = headers.get_all(header::COOKIE).iter().collect();
+        assert_eq!(sent, ["a=1; b=2"]);
+        let mut only = parts("/", &[("cookie", "flagbase_session=s")]).headers;
+        withhold_session_cookie(&mut only);
+        assert!(only.get(header::COOKIE).is_none());
     }
 }

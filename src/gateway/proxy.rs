@@ -313,6 +313,7 @@ impl Gateway {
             headers.remove(header::AUTHORIZATION);
             headers.remove("x-api-key");
         }
+        context::withhold_session_cookie(&mut headers);
         identity_headers(&mut headers, caller.as_ref(), served.as_ref());
         if let Some(bucket) = &minted {
             // The upstream (and an SDK in it) sees the bucket from the

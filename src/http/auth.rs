@@ -25,8 +25,7 @@ use crate::error::Error;
 use crate::iam::browser::csrf_matches;
 use crate::iam::Caller;
 
-/// The console's session cookie.
-pub const SESSION_COOKIE: &str = "flagbase_session";
+pub use crate::iam::browser::COOKIE_NAME as SESSION_COOKIE;
 
 /// Header values longer than this are not credentials we could have issued.
 const MAX_CREDENTIAL_BYTES: usize = 4096;

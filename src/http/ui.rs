@@ -249,6 +249,24 @@ mod tests {
     }
 
     #[test]
+    fn session_ttl_and_dev_dir_are_checked() {
+        let ok = UiConfig::default();
+        assert_eq!(ok.validate(), Ok(()));
+        for ttl in ["0s", "31d"] {
+            let c = UiConfig {
+                session_ttl: ttl.parse().unwrap(),
+                ..UiConfig::default()
+            };
+            assert_eq!(c.validate().unwrap_err().0, "ui.session_ttl", "{ttl}");
+        }
+        let c = UiConfig {
+            dev_dir: Some("/no/such/directory".into()),
+            ..UiConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().0, "ui.dev_dir");
+    }
+
+    #[test]
     fn the_embedded_set_has_the_index() {
         assert!(Embedded::get("index.html").is_some());
     }

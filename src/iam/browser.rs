@@ -26,6 +26,10 @@ use crate::error::{Error, Result};
 use crate::model::User;
 use crate::storage::sessions::{SessionRecord, SessionStore};
 
+/// The console's session cookie. It is a credential for Flagbase only: the
+/// gateway never passes it to an upstream nor offers it to rules.
+pub const COOKIE_NAME: &str = "flagbase_session";
+
 /// Longest cookie value we could have issued (32 bytes in base64url is 43).
 const MAX_ID_BYTES: usize = 64;
 

@@ -944,3 +944,35 @@ async fn console_admins_create_users() {
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
 }
+
+/// With the session cookie an upstream could act as the signed-in user on
+/// the API (the CSRF token is derived from it), so the gateway drops it.
+#[tokio::test]
+async fn console_session_cookie_never_reaches_a_gateway_upstream() {
+    let up = crate::gateway_upstream::Upstream::start("up").await;
+    let fb = Flagbase::start().await;
+    let admin = fb.setup_admin("root@example.com").await;
+    let r = fb
+        .post(
+            "/api/v1/gateway/routes",
+            json!({"path": "/gateway/app", "target": up.url, "forward_authorization": true}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let b = browser(&fb, "root@example.com").await;
+    let r = fb
+        .send(
+            fb.http
+                .get(fb.url("/gateway/app/page"))
+                .header("cookie", format!("theme=dark; {}; cart=3", b.cookie)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent = r.body["headers"]["cookie"].as_str().unwrap_or_default();
+    assert_eq!(sent, "theme=dark; cart=3", "{}", r.body);
+    assert!(!r
+        .body
+        .to_string()
+        .contains(&b.cookie["flagbase_session=".len()..]));
+}
