@@ -157,7 +157,10 @@ test("create and edit a flag with rules and a rollout; field errors land on the 
   assert.deepEqual(f.rules.map((r) => r.conditions[0].attribute), ["country", "appVersion"]);
   await noSerious(page, "flag editor");
   await mkdir(join(repoRoot, "docs", "screenshots"), { recursive: true });
-  await page.screenshot({ path: join(repoRoot, "docs", "screenshots", "flag-editor.png"), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 1400 });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: join(repoRoot, "docs", "screenshots", "flag-editor.png") });
+  assert.equal(await page.locator(".conflict:not([hidden])").count(), 0, "our own save is not reported as someone else's");
   noErrors(page);
 });
 
@@ -199,6 +202,9 @@ test("a toggle in one browser context appears live in another; reason is audited
   await createUser(fb, adminToken, "dev@example.com", "developer");
   await loginPage(dev, "dev@example.com");
   await dev.goto("/ui/flags");
+  // Admin-only navigation is hidden from a developer.
+  assert.equal(await dev.getByRole("link", { name: "Users" }).count(), 0);
+  assert.equal(await viewer.getByRole("link", { name: "Users" }).count(), 1);
   await dev.getByRole("checkbox", { name: "Turn on new-checkout" }).click();
   const dialog = dev.getByRole("dialog");
   await dialog.getByText("will start serving its rules and rollout").waitFor();
@@ -241,6 +247,8 @@ test("flag list filters live in the URL; shortcuts work", async () => {
   await page.reload();
   assert.equal(await page.getByLabel("Rollout").inputValue(), "true");
   await page.getByRole("button", { name: "Clear filters" }).first().click();
+  await page.getByText("3 flags", { exact: true }).waitFor();
+  await page.screenshot({ path: join(repoRoot, "docs", "screenshots", "flag-list.png") });
 
   // "/" focuses search; typing filters and lands in the URL.
   await page.locator("h1").click();
@@ -250,7 +258,6 @@ test("flag list filters live in the URL; shortcuts work", async () => {
   await page.waitForURL(/q=dark/);
   await page.locator('tr[data-key="dark-mode"]').waitFor();
   assert.equal(await page.locator('tr[data-key="new-checkout"]').count(), 0);
-  await page.screenshot({ path: join(repoRoot, "docs", "screenshots", "flag-list.png") });
   // "?" lists shortcuts; Esc closes; "g h" goes to history.
   await page.locator("h1").click();
   await page.keyboard.press("?");

@@ -29,10 +29,10 @@ export function h(tag, attrs, ...children) {
 }
 
 /** Appends children (strings become text nodes; arrays are flattened; null skipped). */
-export function append(el, children) {
+export function append(el, ...children) {
   for (const c of children) {
     if (c === null || c === undefined || c === false) continue;
-    if (Array.isArray(c)) append(el, c);
+    if (Array.isArray(c)) append(el, ...c);
     else el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return el;

@@ -3,7 +3,7 @@
 //! value, variant, reason, the rule that matched, each condition's outcome
 //! and the bucket. Records no exposure.
 
-import { h, clear, replace, pretty } from '../lib/dom.js';
+import { h, clear, replace, pretty, append } from '../lib/dom.js';
 import { seg } from '../lib/api.js';
 import { short } from '../lib/flagutil.js';
 
@@ -215,7 +215,7 @@ export async function render(root, ctx) {
       h('p', { class: 'hint' }, 'targetingKey (or userId) is the user id used for bucketing. Numbers, true/false and [lists] are read as JSON; anything else is text.')),
     submit,
   );
-  root.append(h('h1', null, 'Evaluate as'), h('p', { class: 'muted' }, 'See what a flag serves for a context, and why. Nothing is recorded.'), form, result);
+  append(root, h('h1', null, 'Evaluate as'), h('p', { class: 'muted' }, 'See what a flag serves for a context, and why. Nothing is recorded.'), form, result);
   if (ctx.query.flag && ctx.query.context) run();
   else if (!ctx.query.flag) flagIn.focus();
 }

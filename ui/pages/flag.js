@@ -4,7 +4,7 @@
 //! sum, the API's field errors on the field, and If-Match: a concurrent edit
 //! (412) is shown with "reload" or a deliberate "overwrite".
 
-import { h, clear, replace, uid, fmtTime, fmtAgo } from '../lib/dom.js';
+import { h, clear, replace, uid, fmtTime, fmtAgo, append } from '../lib/dom.js';
 import { seg } from '../lib/api.js';
 import { toastError, errorBox } from '../lib/ui.js';
 import { specOf } from '../lib/flagutil.js';
@@ -81,7 +81,7 @@ export async function render(root, ctx) {
   const nameIn = h('input', { type: 'text', id: 'f-name', value: base.name || '', maxlength: 4096 });
   const descIn = h('textarea', { id: 'f-desc', rows: '2', value: base.description || '', maxlength: 4096 });
   const enabledIn = h('input', { type: 'checkbox', class: 'switch', id: 'f-enabled', checked: !!base.enabled });
-  const typeSel = h('select', { id: 'f-type', disabled: !isNew && false }, ['boolean', 'string', 'number', 'json'].map((t) => h('option', { value: t, selected: (base.type || 'boolean') === t }, t)));
+  const typeSel = h('select', { id: 'f-type' }, ['boolean', 'string', 'number', 'json'].map((t) => h('option', { value: t, selected: (base.type || 'boolean') === t }, t)));
   const bucketIn = h('input', { type: 'text', id: 'f-bucket', value: base.bucket_by || '', placeholder: 'userId (default)' });
   const targetsIn = h('textarea', { id: 'f-targets', rows: '2', value: (base.targeted_users || []).join('\n'), placeholder: 'one user id per line' });
 
@@ -103,6 +103,7 @@ export async function render(root, ctx) {
     const on = weighted.checked;
     for (const v of variants) v.weightIn.disabled = !on;
     weightSum.hidden = !on || variants.length === 0;
+    variantList.parentElement.hidden = variants.length === 0;
     const total = variants.reduce((s, v) => s + (Number(v.weightIn.value) || 0), 0);
     const rounded = Math.round(total * 1000) / 1000;
     weightSum.textContent = `Weights sum to ${rounded}%${rounded === 100 ? ' ✓' : ' — they must sum to 100%'}`;
@@ -127,6 +128,7 @@ export async function render(root, ctx) {
       renumberVariants();
       updateWeightSum();
       refreshServe();
+      updateWeightSum();
     } }, '✕');
     rec.row = h('tr', null, h('td', null, keyI), valCell, h('td', null, weightIn), h('td', null, remove));
     variants.push(rec);
@@ -401,7 +403,12 @@ export async function render(root, ctx) {
   }
   showMeta();
 
-  async function save(overwrite) {
+  let saving = null;
+  function save(overwrite) {
+    saving = doSave(overwrite).finally(() => (saving = null));
+    return saving;
+  }
+  async function doSave(overwrite) {
     clearErrors();
     conflict.hidden = true;
     let spec;
@@ -525,7 +532,7 @@ export async function render(root, ctx) {
   );
   updateWeightSum();
 
-  root.append(
+  append(root, [
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '/ui/flags' }, 'Flags'), ' / '),
     h('div', { class: 'page-head' },
       h('h1', null, isNew ? 'New flag' : flag.key),
@@ -537,7 +544,7 @@ export async function render(root, ctx) {
     banner,
     canEdit ? null : h('p', { class: 'notice' }, 'Your role can read this flag but not change it.'),
     form,
-  );
+  ]);
   if (isNew) keyIn.focus();
 
   // The detector's banner (ui-platform's component); absent until merged.
@@ -551,8 +558,10 @@ export async function render(root, ctx) {
   }
 
   // A change from someone else while editing: say so before they save.
-  const off = ctx.stream.on('flag', (ev) => {
+  const off = ctx.stream.on('flag', async (ev) => {
     if (isNew || ev.key !== flag.key || ev.type === 'snapshot') return;
+    // Our own save may be announced before its response arrives.
+    if (saving) await saving;
     if (ev.type === 'deleted') {
       replace(conflict, h('strong', null, 'This flag was just deleted by someone else.'));
       conflict.hidden = false;

@@ -2,7 +2,7 @@
 //! (only the visible rows exist in the DOM, so 10,000 flags stay fast), live
 //! rows from the change stream, and a confirmed toggle with reason and undo.
 
-import { h, clear, replace, fmtAgo } from '../lib/dom.js';
+import { h, clear, replace, fmtAgo, append } from '../lib/dom.js';
 import { seg } from '../lib/api.js';
 import { toastError } from '../lib/ui.js';
 import { filterFlags, hasRollout, isStale, rolloutText } from '../lib/flagutil.js';
@@ -76,7 +76,8 @@ export async function render(root, ctx) {
   const scroller = h('div', { class: 'flag-scroll' }, table);
   const empty = h('div', { class: 'empty', hidden: true });
 
-  root.append(
+  append(
+    root,
     h('div', { class: 'page-head' },
       h('h1', null, 'Flags'),
       h('span', { class: 'spacer' }),

@@ -3,7 +3,7 @@
 //! "restore this version" (PUT the old definition with If-Match, after a
 //! confirmation; a deleted flag is created again).
 
-import { h, replace, fmtTime, fmtAgo } from '../lib/dom.js';
+import { h, replace, fmtTime, fmtAgo, append } from '../lib/dom.js';
 import { seg } from '../lib/api.js';
 import { toastError } from '../lib/ui.js';
 import { specOf, short } from '../lib/flagutil.js';
@@ -55,11 +55,11 @@ export async function render(root, ctx) {
   const key = ctx.params.key || null;
   const canEdit = ctx.user.role !== 'user';
   if (!key && !ctx.isAdmin()) {
-    root.append(h('h1', null, 'History'), h('p', { class: 'notice' }, 'The global audit log is for admins. Open a flag to see its own history.'), h('a', { href: '/ui/flags' }, 'Go to flags'));
+    append(root, h('h1', null, 'History'), h('p', { class: 'notice' }, 'The global audit log is for admins. Open a flag to see its own history.'), h('a', { href: '/ui/flags' }, 'Go to flags'));
     return;
   }
   if (key && !canEdit) {
-    root.append(h('h1', null, `History of ${key}`), h('p', { class: 'notice' }, 'Flag history needs the developer role.'));
+    append(root, h('h1', null, `History of ${key}`), h('p', { class: 'notice' }, 'Flag history needs the developer role.'));
     return;
   }
   // Names for actors (admins can list users; others see "you" or an id).
@@ -169,7 +169,8 @@ export async function render(root, ctx) {
     }, 250);
   });
 
-  root.append(
+  append(
+    root,
     key ? h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '/ui/flags' }, 'Flags'), ' / ', h('a', { href: `/ui/flags/${seg(key)}` }, key), ' / ') : null,
     h('h1', null, key ? `History of ${key}` : 'History'),
     key ? null : h('div', { class: 'filters' }, h('label', { for: 'h-target' }, 'Target'), target),

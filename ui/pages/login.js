@@ -1,6 +1,6 @@
 //! Sign-in page: POST /auth/session, then on to `?next=` (a /ui/ path only).
 
-import { h, field, setFieldError } from '../lib/dom.js';
+import { h, field, setFieldError, append } from '../lib/dom.js';
 import { request } from '../lib/api.js';
 
 /** Only console paths are followed after sign-in (no open redirect). */
@@ -49,7 +49,8 @@ export async function render(root, ctx) {
       submit.disabled = false;
     }
   });
-  root.append(
+  append(
+    root,
     h(
       'div',
       { class: 'auth' },

@@ -1,7 +1,7 @@
 //! First-admin setup: `/ui/setup?token=` posts /setup, then signs in with
 //! /auth/session using the same credentials.
 
-import { h, field, setFieldError } from '../lib/dom.js';
+import { h, field, setFieldError, append } from '../lib/dom.js';
 import { request } from '../lib/api.js';
 
 export async function render(root, ctx) {
@@ -49,7 +49,7 @@ export async function render(root, ctx) {
       submit.disabled = false;
     }
   });
-  root.append(h('div', { class: 'auth' }, h('h1', null, 'Set up Flagbase'), h('p', { class: 'muted' }, 'Create the first admin account.'), form));
+  append(root, h('div', { class: 'auth' }, h('h1', null, 'Set up Flagbase'), h('p', { class: 'muted' }, 'Create the first admin account.'), form));
   (ctx.query.token ? email : token).input.focus();
 }
 
