@@ -37,6 +37,8 @@ const stream = createStream();
 let user = null;
 let cleanup = null;
 let renderSeq = 0;
+let firstRender = true;
+let rendered = '';
 
 // Theme: `prefers-color-scheme` unless the user picked one (stored in localStorage).
 const THEME_KEY = 'flagbase.theme';
@@ -94,6 +96,7 @@ function setQuery(obj) {
     else url.searchParams.set(k, String(v));
   }
   history.replaceState(null, '', url.pathname + url.search);
+  rendered = url.pathname + url.search;
 }
 
 function isAdmin() {
@@ -196,6 +199,7 @@ async function render() {
     cleanup = null;
   }
   const url = new URL(location.href);
+  rendered = url.pathname + url.search;
   let path = url.pathname;
   if (path === '/ui' || path === '/ui/' || path === '/') {
     history.replaceState(null, '', '/ui/flags');
@@ -258,8 +262,12 @@ async function render() {
     console.error(e);
     replace(root, h('h1', null, found.route.title), errorBox(e));
   }
-  // Move focus to the new page for screen readers unless the page focused something itself.
-  if (seq === renderSeq && (document.activeElement === document.body || !document.activeElement)) {
+  // After an in-app navigation, move focus to the new page for screen
+  // readers (unless the page focused something itself); a fresh load keeps
+  // the document start, so the skip link is the first Tab stop.
+  const first = firstRender;
+  firstRender = false;
+  if (!first && seq === renderSeq && (document.activeElement === document.body || !document.activeElement)) {
     const h1 = main.querySelector('h1');
     if (h1) {
       h1.tabIndex = -1;
@@ -272,13 +280,17 @@ async function render() {
 document.addEventListener('click', (e) => {
   if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
   const a = e.target.closest && e.target.closest('a[href]');
-  if (!a || a.target || a.hasAttribute('download')) return;
+  // In-page anchors (the skip link) keep the browser's own behaviour.
+  if (!a || a.target || a.hasAttribute('download') || a.getAttribute('href').startsWith('#')) return;
   const url = new URL(a.href, location.href);
   if (url.origin !== location.origin || !url.pathname.startsWith('/ui/')) return;
   e.preventDefault();
   navigate(url.pathname + url.search + url.hash);
 });
-window.addEventListener('popstate', () => render());
+// A fragment change (the skip link) also fires popstate: only a new path or query re-renders.
+window.addEventListener('popstate', () => {
+  if (location.pathname + location.search !== rendered) render();
+});
 
 setUnauthorizedHandler(() => {
   if (!user) return;

@@ -359,6 +359,31 @@ test("a concurrent edit is detected (412) and can be reloaded or overwritten del
   noErrors(page);
 });
 
+test("usable with the keyboard alone: skip link, toggle dialog, Esc restores focus", async () => {
+  const page = await open();
+  await loginPage(page, ADMIN);
+  await page.goto("/ui/flags");
+  await page.locator('tr[data-key="dark-mode"]').waitFor();
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), "Skip to content");
+  await page.keyboard.press("Enter");
+  assert.equal(await page.evaluate(() => document.activeElement.id), "main");
+  // Tab forward to the first switch; Space opens the confirmation.
+  let onSwitch = false;
+  for (let i = 0; i < 20 && !onSwitch; i++) {
+    await page.keyboard.press("Tab");
+    onSwitch = await page.evaluate(() => document.activeElement.classList.contains("switch"));
+  }
+  assert.ok(onSwitch, "a flag switch is reachable with Tab");
+  const label = await page.evaluate(() => document.activeElement.getAttribute("aria-label"));
+  await page.keyboard.press("Space");
+  await page.getByRole("dialog").waitFor();
+  await page.keyboard.press("Escape");
+  await page.getByRole("dialog").waitFor({ state: "detached" });
+  assert.equal(await page.evaluate(() => document.activeElement.getAttribute("aria-label")), label, "focus returns to the switch");
+  noErrors(page);
+});
+
 test("10,000 flags render quickly (virtualised) and filter responsively", async () => {
   const page = await open();
   await loginPage(page, ADMIN);
