@@ -12,7 +12,8 @@ const routes = [
   { path: '/ui/login', page: () => import('./pages/login.js'), title: 'Sign in', public: true },
   { path: '/ui/setup', page: () => import('./pages/setup.js'), title: 'Set up', public: true },
   { path: '/ui/flags', page: () => import('./pages/flags.js'), title: 'Flags' },
-  { path: '/ui/flags/new', page: () => import('./pages/flag.js'), title: 'New flag' },
+  // Not /ui/flags/new: "new" is a valid flag key.
+  { path: '/ui/new-flag', page: () => import('./pages/flag.js'), title: 'New flag' },
   { path: '/ui/flags/:key', page: () => import('./pages/flag.js'), title: 'Flag' },
   { path: '/ui/flags/:key/history', page: () => import('./pages/history.js'), title: 'Flag history' },
   { path: '/ui/evaluate', page: () => import('./pages/evaluate.js'), title: 'Evaluate' },
@@ -307,7 +308,7 @@ addShortcut('/', 'Focus the search box', () => {
 addShortcut('g f', 'Go to flags', () => user && navigate('/ui/flags'));
 addShortcut('g e', 'Go to evaluate', () => user && navigate('/ui/evaluate'));
 addShortcut('g h', 'Go to history', () => user && navigate('/ui/history'));
-addShortcut('n', 'New flag', () => user && user.role !== 'user' && navigate('/ui/flags/new'));
+addShortcut('n', 'New flag', () => user && user.role !== 'user' && navigate('/ui/new-flag'));
 addShortcut('?', 'Show keyboard shortcuts', () => showShortcuts());
 
 (async function boot() {

@@ -93,7 +93,7 @@ test("create and edit a flag with rules and a rollout; field errors land on the 
   const page = await open();
   await loginPage(page, ADMIN);
   await page.getByRole("link", { name: "+ New flag" }).click();
-  await page.waitForURL(/\/ui\/flags\/new$/);
+  await page.waitForURL(/\/ui\/new-flag$/);
   await page.getByLabel("Key").fill("new-checkout");
   await page.getByLabel("Name").fill("New checkout");
 
@@ -167,7 +167,7 @@ test("create and edit a flag with rules and a rollout; field errors land on the 
 test("variant weights must sum to 100, shown live", async () => {
   const page = await open();
   await loginPage(page, ADMIN);
-  await page.goto("/ui/flags/new");
+  await page.goto("/ui/new-flag");
   await page.getByLabel("Key").fill("button-color");
   await page.getByLabel("Type").selectOption("string");
   await page.getByLabel("Default value").fill("blue");
@@ -247,7 +247,9 @@ test("flag list filters live in the URL; shortcuts work", async () => {
   await page.reload();
   assert.equal(await page.getByLabel("Rollout").inputValue(), "true");
   await page.getByRole("button", { name: "Clear filters" }).first().click();
-  await page.getByText("3 flags", { exact: true }).waitFor();
+  await page.locator(".count", { hasText: /^3 flags$/ }).waitFor().catch(async (e) => {
+    throw new Error(`${e.message}; count says: ${await page.locator(".count").textContent()}; url ${page.url()}`);
+  });
   await page.screenshot({ path: join(repoRoot, "docs", "screenshots", "flag-list.png") });
 
   // "/" focuses search; typing filters and lands in the URL.

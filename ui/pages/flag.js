@@ -1,12 +1,12 @@
-//! The flag editor (`/ui/flags/<key>` and `/ui/flags/new`): typed default and
+//! The flag editor (`/ui/flags/<key>` and `/ui/new-flag`): typed default and
 //! variants, rules whose operand inputs follow the operator (reordered by
 //! drag or with Alt+↑/↓), a rollout slider with a number field, live weight
 //! sum, the API's field errors on the field, and If-Match: a concurrent edit
 //! (412) is shown with "reload" or a deliberate "overwrite".
 
-import { h, clear, replace, uid, fmtTime, fmtAgo, append } from '../lib/dom.js';
+import { h, replace, uid, fmtTime, fmtAgo, append } from '../lib/dom.js';
 import { seg } from '../lib/api.js';
-import { toastError, errorBox } from '../lib/ui.js';
+import { toastError } from '../lib/ui.js';
 import { specOf } from '../lib/flagutil.js';
 import { valueInput, operandInput, OPERATORS } from '../lib/valueinput.js';
 
@@ -576,4 +576,3 @@ export async function render(root, ctx) {
   return off;
 }
 
-export { errorBox, clear };

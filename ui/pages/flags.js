@@ -2,10 +2,10 @@
 //! (only the visible rows exist in the DOM, so 10,000 flags stay fast), live
 //! rows from the change stream, and a confirmed toggle with reason and undo.
 
-import { h, clear, replace, fmtAgo, append } from '../lib/dom.js';
+import { h, replace, fmtAgo, append } from '../lib/dom.js';
 import { seg } from '../lib/api.js';
 import { toastError } from '../lib/ui.js';
-import { filterFlags, hasRollout, isStale, rolloutText } from '../lib/flagutil.js';
+import { filterFlags, isStale, rolloutText } from '../lib/flagutil.js';
 
 const ROW_HEIGHT = 44;
 const OVERSCAN = 8;
@@ -76,13 +76,32 @@ export async function render(root, ctx) {
   const scroller = h('div', { class: 'flag-scroll' }, table);
   const empty = h('div', { class: 'empty', hidden: true });
 
+  // Subscribe before loading so a change made meanwhile is applied after it.
+  let loaded = false;
+  const early = [];
+  const offFlag = ctx.stream.on('flag', (ev) => (loaded ? onFlag(ev) : early.push(ev)));
+  // Controls appear with the data: a filter used before the flags arrive would act on nothing.
+  const wait = h('p', { class: 'muted', role: 'status' }, 'Loading flags…');
+  root.append(wait);
+  let flags;
+  let usage = {};
+  try {
+    const [all, u] = await Promise.all([loadAll(api), api.get('/api/v1/flags/usage').catch(() => ({ flags: {} }))]);
+    flags = all;
+    usage = u.flags || {};
+  } catch (e) {
+    offFlag();
+    toastError(e, 'Could not load flags');
+    throw e;
+  }
+  wait.remove();
   append(
     root,
     h('div', { class: 'page-head' },
       h('h1', null, 'Flags'),
       h('span', { class: 'spacer' }),
       h('span', { class: 'live', title: 'Live updates from the change stream' }, h('span', { class: 'live-dot', 'aria-hidden': 'true' }), ' ', h('span', { class: 'live-text' }, 'Live')),
-      canEdit ? h('a', { class: 'btn btn-primary', href: '/ui/flags/new' }, '+ New flag') : null,
+      canEdit ? h('a', { class: 'btn btn-primary', href: '/ui/new-flag' }, '+ New flag') : null,
     ),
     filters,
     count,
@@ -97,16 +116,6 @@ export async function render(root, ctx) {
   };
   showLive(ctx.stream.state);
 
-  let flags;
-  let usage = {};
-  try {
-    const [all, u] = await Promise.all([loadAll(api), api.get('/api/v1/flags/usage').catch(() => ({ flags: {} }))]);
-    flags = all;
-    usage = u.flags || {};
-  } catch (e) {
-    toastError(e, 'Could not load flags');
-    throw e;
-  }
   const byKey = new Map(flags.map((f) => [f.key, f]));
   let shown = [];
 
@@ -183,7 +192,7 @@ export async function render(root, ctx) {
     scroller.hidden = none;
     if (none) {
       replace(empty, flags.length === 0
-        ? h('p', null, 'No flags yet. ', canEdit ? h('a', { href: '/ui/flags/new' }, 'Create the first one') : 'A developer can create one.', '.')
+        ? h('p', null, 'No flags yet. ', canEdit ? h('a', { href: '/ui/new-flag' }, 'Create the first one') : 'A developer can create one.', '.')
         : h('p', null, 'No flag matches these filters. ', h('button', { type: 'button', class: 'btn btn-small', onclick: resetFilters }, 'Clear filters')));
     }
     ctx.setQuery(query);
@@ -289,7 +298,7 @@ export async function render(root, ctx) {
     });
   }
 
-  const offFlag = ctx.stream.on('flag', (ev) => {
+  function onFlag(ev) {
     if (ev.type === 'deleted') {
       if (byKey.delete(ev.key)) {
         const i = flags.findIndex((f) => f.key === ev.key);
@@ -299,9 +308,11 @@ export async function render(root, ctx) {
     } else if (ev.flag) {
       upsert(ev.flag);
     }
-  });
+  }
   const offState = ctx.stream.on('state', showLive);
 
+  loaded = true;
+  early.forEach(onFlag);
   applyFilters();
   root.dataset.renderMs = String(Math.round(performance.now() - started));
   if (ctx.query.q) search.focus();
@@ -314,4 +325,3 @@ export async function render(root, ctx) {
   };
 }
 
-export { hasRollout };
