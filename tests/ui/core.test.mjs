@@ -223,6 +223,9 @@ test("a toggle in one browser context appears live in another; reason is audited
   await dev.getByText("new-checkout is off again.").waitFor();
   await viewer.locator('tr[data-key="new-checkout"] input.switch:not(:checked)').waitFor();
   assert.equal((await flagApi("new-checkout")).enabled, false);
+  // The system's dark preference applies without a stored choice.
+  assert.equal(await dev.evaluate(() => getComputedStyle(document.body).backgroundColor), "rgb(15, 20, 25)");
+  assert.equal(await viewer.evaluate(() => getComputedStyle(document.body).backgroundColor), "rgb(247, 248, 250)");
   await noSerious(dev, "flag list (dark theme)");
   noErrors(viewer);
   noErrors(dev);
@@ -274,6 +277,8 @@ test("flag list filters live in the URL; shortcuts work", async () => {
   assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), "dark");
   await page.reload();
   assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), "dark");
+  const bg = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.equal(await bg(), "rgb(15, 20, 25)", "the dark palette applies");
   await noSerious(page, "global history (dark)");
   noErrors(page);
 });
