@@ -315,6 +315,13 @@ test("evaluate as: value, variant, reason, matched rule, failed conditions, buck
   // The URL restores the same evaluation.
   await page.reload();
   await page.locator(".ev-rule", { hasText: "Rule 1" }).waitFor();
+  // Pick a user: their id becomes the targetingKey.
+  await page.getByLabel("Attributes").check();
+  await page.getByLabel("Fill from a user").selectOption({ label: "dev@example.com (developer)" });
+  const devId = (await http(fb, "GET", "/api/v1/users", { token: adminToken })).body.users.find((u) => u.email === "dev@example.com").id;
+  const ctxNow = await page.locator(".ctx-rows tbody tr").evaluateAll((trs) => Object.fromEntries(trs.map((tr) => [...tr.querySelectorAll("input")].map((i) => i.value))));
+  assert.equal(ctxNow.targetingKey, devId, JSON.stringify(ctxNow));
+  assert.equal(ctxNow.email, "dev@example.com");
   noErrors(page);
 });
 
@@ -388,6 +395,28 @@ test("usable with the keyboard alone: skip link, toggle dialog, Esc restores foc
   await page.keyboard.press("Escape");
   await page.getByRole("dialog").waitFor({ state: "detached" });
   assert.equal(await page.evaluate(() => document.activeElement.getAttribute("aria-label")), label, "focus returns to the switch");
+  noErrors(page);
+});
+
+test("the stale filter: not evaluated for 7 days (or never) and older than 7 days", async () => {
+  const page = await open();
+  await loginPage(page, ADMIN);
+  const day = 24 * 3600 * 1000;
+  const ago = (d) => new Date(Date.now() - d * day).toISOString();
+  const flags = [
+    { key: "old-never", created_at: ago(30), updated_at: ago(30) },
+    { key: "old-idle", created_at: ago(30), updated_at: ago(30) },
+    { key: "old-busy", created_at: ago(30), updated_at: ago(30) },
+    { key: "young-never", created_at: ago(2), updated_at: ago(2) },
+  ].map((f) => ({ ...f, enabled: true, type: "boolean", version: 1 }));
+  const usage = { "old-idle": { last_evaluated_at: ago(9), exposures_24h: 0 }, "old-busy": { last_evaluated_at: ago(1), exposures_24h: 5 } };
+  await page.route(/\/api\/v1\/flags\?/, (r) => r.fulfill({ contentType: "application/json", body: JSON.stringify({ flags, next_cursor: null }) }));
+  await page.route(/\/api\/v1\/flags\/usage$/, (r) => r.fulfill({ contentType: "application/json", body: JSON.stringify({ flags: usage }) }));
+  await page.goto("/ui/flags?stale=true");
+  await page.locator(".count", { hasText: "2 of 4 flags" }).waitFor();
+  const keys = await page.locator(".flag-table tbody tr[data-key]").evaluateAll((trs) => trs.map((t) => t.dataset.key));
+  assert.deepEqual(keys, ["old-never", "old-idle"]);
+  assert.equal(await page.getByLabel("Stale only").isChecked(), true);
   noErrors(page);
 });
 

@@ -26,6 +26,10 @@ const cellText = (v) => (typeof v === 'string' ? v : JSON.stringify(v));
 
 export async function render(root, ctx) {
   const { api } = ctx;
+  if (ctx.user.role === 'user') {
+    append(root, h('h1', null, 'Evaluate as'), h('p', { class: 'notice' }, 'Explaining an evaluation needs the developer role.'));
+    return;
+  }
   let context = {};
   if (ctx.query.context) {
     try {
