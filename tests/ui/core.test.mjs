@@ -5,7 +5,6 @@
 // time and the UI's size. Run by tests/integration/console_ui.rs.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { startFlagbase, launchBrowser, newPage, loginPage, axeSerious, uiSize, http, createUser, login, repoRoot, PASSWORD } from "./harness.mjs";
 
@@ -41,6 +40,10 @@ async function noSerious(page, what) {
 function noErrors(page) {
   assert.deepEqual(page.errors, [], "the page logged errors (CSP violations, exceptions)");
 }
+
+// Screenshots for the README: docs/screenshots/ with UPDATE_SCREENSHOTS=1,
+// otherwise the server's temporary directory (a test run leaves the tree clean).
+const shot = (name) => (process.env.UPDATE_SCREENSHOTS === "1" ? join(repoRoot, "docs", "screenshots", name) : join(fb.dir, name));
 
 const flagApi = async (key) => (await http(fb, "GET", `/api/v1/flags/${key}`, { token: adminToken })).body;
 
@@ -156,10 +159,9 @@ test("create and edit a flag with rules and a rollout; field errors land on the 
   assert.equal(f.rollout_percentage, 33.333);
   assert.deepEqual(f.rules.map((r) => r.conditions[0].attribute), ["country", "appVersion"]);
   await noSerious(page, "flag editor");
-  await mkdir(join(repoRoot, "docs", "screenshots"), { recursive: true });
   await page.setViewportSize({ width: 1280, height: 1400 });
   await page.evaluate(() => window.scrollTo(0, 0));
-  await page.screenshot({ path: join(repoRoot, "docs", "screenshots", "flag-editor.png") });
+  await page.screenshot({ path: shot("flag-editor.png") });
   assert.equal(await page.locator(".conflict:not([hidden])").count(), 0, "our own save is not reported as someone else's");
   noErrors(page);
 });
@@ -253,7 +255,7 @@ test("flag list filters live in the URL; shortcuts work", async () => {
   await page.locator(".count", { hasText: /^3 flags$/ }).waitFor().catch(async (e) => {
     throw new Error(`${e.message}; count says: ${await page.locator(".count").textContent()}; url ${page.url()}`);
   });
-  await page.screenshot({ path: join(repoRoot, "docs", "screenshots", "flag-list.png") });
+  await page.screenshot({ path: shot("flag-list.png") });
 
   // "/" focuses search; typing filters and lands in the URL.
   await page.locator("h1").click();
