@@ -149,7 +149,12 @@ test("create and edit a flag with rules and a rollout; field errors land on the 
   assert.deepEqual(f.rules[1].conditions[0].value, ["US", "CA"]);
   assert.equal(f.rules[0].conditions[0].value, "2.4.0");
 
-  // Edit: move rule 2 back up with its button, change the rollout, save.
+  // Edit: drag rule 2 onto rule 1, then back with the button: order follows.
+  const attrs = () => page.locator(".rule").evaluateAll((rs) => rs.map((r) => r.querySelector('input[aria-label="Attribute"]').value));
+  await page.locator(".rule").nth(1).locator(".drag-handle").dragTo(page.locator(".rule").nth(0).locator(".rule-title"));
+  assert.deepEqual(await attrs(), ["country", "appVersion"]);
+  await page.getByRole("button", { name: "Move rule 2 up" }).click();
+  assert.deepEqual(await attrs(), ["appVersion", "country"]);
   await page.getByRole("button", { name: "Move rule 2 up" }).click();
   await page.getByLabel("Rollout percentage", { exact: true }).fill("33.333");
   await page.getByRole("button", { name: "Save changes" }).click();
