@@ -32,6 +32,7 @@ use crate::gateway::Gateway;
 use crate::iam::Iam;
 use crate::storage::Store;
 use error::ApiError;
+pub use gateway_routes::Direct as GatewayDirect;
 pub use serve::{serve, ServeOptions};
 
 #[derive(Clone)]

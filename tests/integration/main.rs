@@ -16,6 +16,7 @@ mod flags;
 mod function_triggers;
 mod functions;
 mod gateway;
+mod gateway_direct;
 mod gateway_functions;
 mod gateway_upstream;
 mod hangup;
