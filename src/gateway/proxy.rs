@@ -236,8 +236,13 @@ impl Gateway {
                     }))
                 };
                 let ip = proxy.client_ip(peer.ip(), &parts.headers);
-                let ctx = context::build(&parts, caller.as_ref(), ip, bucket.as_deref());
                 let live = self.flags.live();
+                let reads = match live.snapshot.get(key) {
+                    Some(flag) => context::Reads::of(flag.spec()),
+                    // Evaluation answers "no such flag" whatever it is given.
+                    None => context::Reads::nothing(),
+                };
+                let ctx = context::build(&parts, caller.as_ref(), ip, bucket.as_deref(), reads);
                 let eval = live.snapshot.evaluate(key, &ctx);
                 let variant = label(&eval);
                 let chosen = choose(&route, &eval, &variant);
@@ -545,23 +550,32 @@ struct Forwarding<'a> {
 /// `X-Forwarded-For` (appended to a trusted proxy's, else replaced),
 /// `-Proto`, `-Host`, `-Prefix`, and `Host` for the upstream.
 fn forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
-    let peer = f.peer.to_canonical().to_string();
-    let xff = if f.trusted {
-        let earlier: Vec<&str> = headers
+    // An address is at most 45 bytes as text: rendered on the stack.
+    let mut buf = [0u8; 64];
+    let peer = {
+        use std::io::Write;
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        write!(cursor, "{}", f.peer.to_canonical()).expect("an address fits in 64 bytes");
+        let len = cursor.position() as usize;
+        &buf[..len]
+    };
+    let earlier: Vec<&str> = if f.trusted {
+        headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .collect();
-        if earlier.is_empty() {
-            peer
-        } else {
-            format!("{}, {peer}", earlier.join(", "))
-        }
+            .collect()
     } else {
         headers.remove("forwarded");
-        peer
+        Vec::new()
     };
-    if let Ok(value) = HeaderValue::from_str(&xff) {
+    let xff = if earlier.is_empty() {
+        HeaderValue::from_bytes(peer).ok()
+    } else {
+        let peer = std::str::from_utf8(peer).unwrap_or_default();
+        HeaderValue::from_str(&format!("{}, {peer}", earlier.join(", "))).ok()
+    };
+    if let Some(value) = xff {
         headers.insert("x-forwarded-for", value);
     }
     let proto_kept = f.trusted
@@ -581,9 +595,7 @@ fn forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
         Some(prefix) => headers.insert("x-forwarded-prefix", prefix),
         None => headers.remove("x-forwarded-prefix"),
     };
-    if let Ok(host) = HeaderValue::from_str(f.target.authority.as_str()) {
-        headers.insert(header::HOST, host);
-    }
+    headers.insert(header::HOST, f.target.host.clone());
 }
 
 /// Drops every client-sent `X-Flagbase-*` field and sets ours.
@@ -601,21 +613,26 @@ fn identity_headers(headers: &mut HeaderMap, caller: Option<&Caller>, served: Op
             headers.remove(name);
         }
     }
-    let mut set = |name: &'static str, value: &str| {
+    fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(name, value);
         }
-    };
+    }
     match caller {
         Some(caller) => {
-            set("x-flagbase-user-id", &caller.user.id);
-            set("x-flagbase-role", caller.role.as_str());
+            set(headers, "x-flagbase-user-id", &caller.user.id);
+            headers.insert(
+                "x-flagbase-role",
+                HeaderValue::from_static(caller.role.as_str()),
+            );
         }
-        None => set("x-flagbase-role", ANONYMOUS),
+        None => {
+            headers.insert("x-flagbase-role", HeaderValue::from_static(ANONYMOUS));
+        }
     }
     if let Some(served) = served {
-        set("x-flagbase-flag", &served.flag);
-        set("x-flagbase-variant", &served.variant);
+        set(headers, "x-flagbase-flag", &served.flag);
+        set(headers, "x-flagbase-variant", &served.variant);
     }
 }
 
