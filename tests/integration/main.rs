@@ -18,6 +18,7 @@ mod functions;
 mod gateway;
 mod gateway_direct;
 mod gateway_functions;
+mod gateway_pool;
 mod gateway_upstream;
 mod hangup;
 mod harness;
