@@ -17,7 +17,8 @@
 # /proc during its throughput runs.
 #
 # Settings (environment): DURATION (10s), WARMUP (2s), CONNECTIONS (32),
-# ROUNDS (2), SERVER_CPU (1), CLIENT_CPU (0), UPSTREAM_CPU (0), SKIP_BUILD=1.
+# ROUNDS (2), SERVER_CPU (1), CLIENT_CPU (0), UPSTREAM_CPU (0), SKIP_BUILD=1,
+# FLAGBASE_BIN (a flagbase binary to measure instead of building one).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -98,16 +99,16 @@ wait_http "$UP/"
 wait_http "http://127.0.0.1:$PROXY_PORT/"
 
 echo "== building Flagbase (cargo build --release)"
-if [[ "${SKIP_BUILD:-}" != 1 ]]; then
+if [[ "${SKIP_BUILD:-}" != 1 && -z "${FLAGBASE_BIN:-}" ]]; then
     cargo build --release --quiet --bin flagbase
 fi
 TARGET=${CARGO_TARGET_DIR:-target}
 [[ "$TARGET" = /* ]] || TARGET=$REPO/$TARGET
-BIN=$TARGET/release/flagbase
+BIN=${FLAGBASE_BIN:-$TARGET/release/flagbase}
 [[ -x "$BIN" ]] || die "no release binary at $BIN"
 mkdir -p "$WORK/flagbase"
 (cd "$WORK/flagbase" && exec taskset -c "$SERVER_CPU" "$BIN" --log-level warn \
-    start --host 127.0.0.1 --port 0 >"$WORK/flagbase.out" 2>"$WORK/flagbase.err") &
+    start --host 127.0.0.1 --port 0 --set events.nats_port=0 >"$WORK/flagbase.out" 2>"$WORK/flagbase.err") &
 SERVER_PID=$!
 for _ in $(seq 300); do grep -q '^Ready\.' "$WORK/flagbase.out" 2>/dev/null && break; sleep 0.1; done
 BASE=$(sed -n 's/^ *http: *//p' "$WORK/flagbase.out" | head -n1)
