@@ -96,7 +96,7 @@ impl Pool {
                 Ok(response) => return Ok(response),
                 // The upstream closed the idle connection before the
                 // request was written: nothing was sent, try a fresh one.
-                Err(Retry::Again(back)) => req = back,
+                Err(Retry::Again(back)) => req = *back,
                 Err(Retry::Failed(e)) => return Err(SendError::Exchange(e)),
             }
         }
@@ -131,7 +131,7 @@ impl Pool {
                 }))
             }
             Err(mut e) => match e.take_message() {
-                Some(req) => Err(Retry::Again(req)),
+                Some(req) => Err(Retry::Again(Box::new(req))),
                 None => Err(Retry::Failed(e.into_error())),
             },
         }
@@ -162,7 +162,8 @@ impl Pool {
 }
 
 enum Retry {
-    Again(Request<LimitedBody>),
+    /// Boxed: only the rare retry pays for moving the request.
+    Again(Box<Request<LimitedBody>>),
     Failed(hyper::Error),
 }
 
