@@ -13,11 +13,13 @@
 # Each scenario runs with CONNECTIONS connections (throughput, p50/p99) and
 # with one connection (the p50 a lone client sees); ROUNDS rounds,
 # interleaved, so noise from other work on the machine hits all three.
-# The gateway's CPU (user+system time / wall time) and RSS are read from
-# /proc during its throughput runs.
+# The CPU (user+system time / wall time) and RSS of both proxies (the
+# gateway, nginx's worker) are read from /proc during their runs, and CPU
+# time per request derived from them.
 #
 # Settings (environment): DURATION (10s), WARMUP (2s), CONNECTIONS (32),
-# ROUNDS (2), SERVER_CPU (1), CLIENT_CPU (0), UPSTREAM_CPU (0), SKIP_BUILD=1.
+# ROUNDS (2), SERVER_CPU (1), CLIENT_CPU (0), UPSTREAM_CPU (0), SKIP_BUILD=1,
+# FLAGBASE_BIN (a flagbase binary to measure instead of building one).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -98,16 +100,16 @@ wait_http "$UP/"
 wait_http "http://127.0.0.1:$PROXY_PORT/"
 
 echo "== building Flagbase (cargo build --release)"
-if [[ "${SKIP_BUILD:-}" != 1 ]]; then
+if [[ "${SKIP_BUILD:-}" != 1 && -z "${FLAGBASE_BIN:-}" ]]; then
     cargo build --release --quiet --bin flagbase
 fi
 TARGET=${CARGO_TARGET_DIR:-target}
 [[ "$TARGET" = /* ]] || TARGET=$REPO/$TARGET
-BIN=$TARGET/release/flagbase
+BIN=${FLAGBASE_BIN:-$TARGET/release/flagbase}
 [[ -x "$BIN" ]] || die "no release binary at $BIN"
 mkdir -p "$WORK/flagbase"
 (cd "$WORK/flagbase" && exec taskset -c "$SERVER_CPU" "$BIN" --log-level warn \
-    start --host 127.0.0.1 --port 0 >"$WORK/flagbase.out" 2>"$WORK/flagbase.err") &
+    start --host 127.0.0.1 --port 0 --set events.nats_port=0 >"$WORK/flagbase.out" 2>"$WORK/flagbase.err") &
 SERVER_PID=$!
 for _ in $(seq 300); do grep -q '^Ready\.' "$WORK/flagbase.out" 2>/dev/null && break; sleep 0.1; done
 BASE=$(sed -n 's/^ *http: *//p' "$WORK/flagbase.out" | head -n1)
@@ -128,18 +130,30 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 TICKS=$(getconf CLK_TCK)
 
+# The proxy nginx's worker (its master only forks it), whose CPU is measured
+# like the gateway's: on a core shared with other work, CPU time per request
+# compares the proxies where requests/s alone swing with the load.
+NGINX_WORKER=$(pgrep -P "${NGINX_PIDS[1]}" | head -n1)
+[[ -n "$NGINX_WORKER" ]] || die "no nginx proxy worker"
+
 # bench LABEL CONNECTIONS URL [HEADER]
 bench() {
-    local label=$1 conns=$2 url=$3 header=${4:-} before after start end
+    local label=$1 conns=$2 url=$3 header=${4:-} before after start end pid=
     local -a cmd=(taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" --latency -s "$LUA")
+    case "$label" in
+        gateway*) pid=$SERVER_PID ;;
+        nginx*) pid=$NGINX_WORKER ;;
+    esac
     WRK_LABEL=warmup WRK_HEADER=$header "${cmd[@]}" -d"$WARMUP" "$url" >/dev/null
-    before=$(cpu_ticks "$SERVER_PID"); start=$(date +%s.%N)
+    [[ -n "$pid" ]] && before=$(cpu_ticks "$pid")
+    start=$(date +%s.%N)
     WRK_LABEL=$label WRK_HEADER=$header "${cmd[@]}" -d"$DURATION" "$url" >"$WORK/wrk.out"
-    after=$(cpu_ticks "$SERVER_PID"); end=$(date +%s.%N)
+    [[ -n "$pid" ]] && after=$(cpu_ticks "$pid")
+    end=$(date +%s.%N)
     local line
     line=$(grep '^RESULT ' "$WORK/wrk.out") || { cat "$WORK/wrk.out"; die "wrk failed for $label"; }
-    if [[ "$label" == gateway* ]]; then
-        line="$line cpu_pct=$(python3 -c "print(round(100*($after-$before)/$TICKS/($end-$start)))") rss_mib=$(( $(rss_kib "$SERVER_PID") / 1024 ))"
+    if [[ -n "$pid" ]]; then
+        line="$line cpu_pct=$(python3 -c "print(round(100*($after-$before)/$TICKS/($end-$start)))") rss_mib=$(( $(rss_kib "$pid") / 1024 ))"
     fi
     echo "$line" | tee -a "$RESULTS"
     grep -q 'non2xx=0 socket_errors=0' <<<"$line" || echo "  WARNING: $label had failed requests" >&2
@@ -162,11 +176,12 @@ rows = []
 for line in open(sys.argv[1]):
     parts = line.split()
     rows.append((parts[1], dict(p.split("=", 1) for p in parts[2:])))
-print(f"{'scenario':14} {'req/s':>8} {'p50 µs':>8} {'p99 µs':>8} {'cpu %':>6} {'RSS MiB':>8} {'failed':>6}")
+print(f"{'scenario':14} {'req/s':>8} {'p50 µs':>8} {'p99 µs':>8} {'cpu %':>6} {'CPU µs/req':>10} {'RSS MiB':>8} {'failed':>6}")
 for name, f in rows:
     failed = int(f["non2xx"]) + int(f["socket_errors"])
+    per = f"{10000 * int(f['cpu_pct']) / float(f['rps']):.1f}" if "cpu_pct" in f else ""
     print(f"{name:14} {f['rps']:>8} {1000*float(f['p50_ms']):>8.0f} {1000*float(f['p99_ms']):>8.0f} "
-          f"{f.get('cpu_pct', ''):>6} {f.get('rss_mib', ''):>8} {failed:>6}")
+          f"{f.get('cpu_pct', ''):>6} {per:>10} {f.get('rss_mib', ''):>8} {failed:>6}")
 # Added p50 with one connection: gateway (or nginx) minus direct, per round.
 def p50(prefix):
     return [1000 * float(f["p50_ms"]) for n, f in rows if n == prefix]

@@ -288,6 +288,7 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         usage: usage_store,
         metric_store: metric_store_for_usage,
     };
+    let gateway_direct = http::GatewayDirect::new(state.clone());
     let router = http::router(
         state,
         &HttpOptions {
@@ -300,7 +301,14 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         max_connections: connection_cap(config.server.max_connections, open_file_limit()),
         shutdown_timeout: config.server.shutdown_timeout.get(),
     };
-    http::serve(listener, router, serve_options, shutdown_rx).await;
+    http::serve(
+        listener,
+        router,
+        Some(gateway_direct),
+        serve_options,
+        shutdown_rx,
+    )
+    .await;
     // No request records events any more: store the last of them.
     let _ = flush_stop.send(());
     let _ = flusher.await;

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use flagbase_engine::Context;
+use flagbase_engine::{Context, FlagSpec};
 use hyper::header::{self, HeaderMap};
 use hyper::http::request::Parts;
 use rand::RngCore;
@@ -92,44 +92,128 @@ pub fn withhold_session_cookie(headers: &mut HeaderMap) {
     }
 }
 
-/// The evaluation context of one request. `bucket` is the anonymous
-/// caller's targeting key.
-pub fn build(parts: &Parts, caller: Option<&Caller>, ip: IpAddr, bucket: Option<&str>) -> Context {
+/// Which request attributes an evaluation can read. Turning every header,
+/// query parameter and cookie into an owned attribute costs more than the
+/// rest of the request; a flag reads only the attributes its rules and
+/// `bucket_by` name, so the others are left out and every rule still sees
+/// exactly what it would have seen.
+#[derive(Clone, Copy)]
+pub struct Reads<'a> {
+    /// `None`: everything (no flag to ask) unless `nothing`.
+    flag: Option<&'a FlagSpec>,
+    nothing: bool,
+}
+
+impl<'a> Reads<'a> {
+    pub fn of(flag: &'a FlagSpec) -> Self {
+        Reads {
+            flag: Some(flag),
+            nothing: false,
+        }
+    }
+
+    /// For a flag that does not exist: no rule reads anything.
+    pub fn nothing() -> Self {
+        Reads {
+            flag: None,
+            nothing: true,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn all() -> Self {
+        Reads {
+            flag: None,
+            nothing: false,
+        }
+    }
+
+    fn names(&self) -> impl Iterator<Item = &'a str> {
+        self.flag.into_iter().flat_map(|flag| {
+            let rules = flag.rules.iter().flat_map(|rule| {
+                let inline = rule.attribute.as_deref();
+                let listed = rule
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .map(|c| c.attribute.as_str());
+                inline.into_iter().chain(listed)
+            });
+            rules.chain(flag.bucket_by.as_deref())
+        })
+    }
+
+    /// Whether an attribute `prefix` + `name` may be read.
+    fn reads(&self, prefix: &str, name: &str) -> bool {
+        (self.flag.is_none() && !self.nothing)
+            || self
+                .names()
+                .any(|attr| attr.strip_prefix(prefix).is_some_and(|rest| rest == name))
+    }
+
+    /// Whether any attribute starting with `prefix` may be read.
+    fn reads_any(&self, prefix: &str) -> bool {
+        (self.flag.is_none() && !self.nothing) || self.names().any(|attr| attr.starts_with(prefix))
+    }
+}
+
+/// The evaluation context of one request, holding the attributes `reads`
+/// allows. `bucket` is the anonymous caller's targeting key.
+pub fn build(
+    parts: &Parts,
+    caller: Option<&Caller>,
+    ip: IpAddr,
+    bucket: Option<&str>,
+    reads: Reads<'_>,
+) -> Context {
     let mut ctx = match (caller, bucket) {
         (Some(caller), _) => Context::with_targeting_key(caller.user.id.clone()),
         (None, Some(bucket)) => Context::with_targeting_key(bucket),
         (None, None) => Context::new(),
     };
-    ctx.attributes.reserve(parts.headers.len() + 8);
-    ctx.insert("method", parts.method.as_str());
-    ctx.insert("path", parts.uri.path());
-    ctx.insert("ip", ip.to_string());
-    for (name, value) in &parts.headers {
-        if SECRET_HEADERS.contains(&name.as_str()) {
-            continue;
-        }
-        if let Ok(value) = value.to_str() {
-            let key = format!("header.{}", name.as_str());
-            // The first of repeated headers; rules see one value.
-            ctx.attributes
-                .entry(key)
-                .or_insert_with(|| value.to_string().into());
+    if reads.reads("", "method") {
+        ctx.insert("method", parts.method.as_str());
+    }
+    if reads.reads("", "path") {
+        ctx.insert("path", parts.uri.path());
+    }
+    if reads.reads("", "ip") {
+        ctx.insert("ip", ip.to_string());
+    }
+    if reads.reads_any("header.") {
+        for (name, value) in &parts.headers {
+            if SECRET_HEADERS.contains(&name.as_str()) || !reads.reads("header.", name.as_str()) {
+                continue;
+            }
+            if let Ok(value) = value.to_str() {
+                let key = format!("header.{}", name.as_str());
+                // The first of repeated headers; rules see one value.
+                ctx.attributes
+                    .entry(key)
+                    .or_insert_with(|| value.to_string().into());
+            }
         }
     }
-    if let Some(query) = parts.uri.query() {
+    if let Some(query) = parts.uri.query().filter(|_| reads.reads_any("query.")) {
         for (name, value) in form_urlencoded::parse(query.as_bytes()).take(MAX_QUERY) {
-            ctx.attributes
-                .entry(format!("query.{name}"))
-                .or_insert_with(|| value.into_owned().into());
+            if reads.reads("query.", &name) {
+                ctx.attributes
+                    .entry(format!("query.{name}"))
+                    .or_insert_with(|| value.into_owned().into());
+            }
         }
     }
-    for (name, value) in cookies(&parts.headers)
-        .filter(|(name, _)| *name != crate::iam::browser::COOKIE_NAME)
-        .take(MAX_COOKIES)
-    {
-        ctx.attributes
-            .entry(format!("cookie.{name}"))
-            .or_insert_with(|| value.to_string().into());
+    if reads.reads_any("cookie.") {
+        for (name, value) in cookies(&parts.headers)
+            .filter(|(name, _)| *name != crate::iam::browser::COOKIE_NAME)
+            .take(MAX_COOKIES)
+        {
+            if reads.reads("cookie.", name) {
+                ctx.attributes
+                    .entry(format!("cookie.{name}"))
+                    .or_insert_with(|| value.to_string().into());
+            }
+        }
     }
     // Identity comes last, from the credential: a header or cookie cannot
     // claim it.
@@ -167,7 +251,13 @@ mod tests {
                 ("role", "admin"),
             ],
         );
-        let ctx = build(&p, None, "10.0.0.9".parse().unwrap(), Some("bucket-123"));
+        let ctx = build(
+            &p,
+            None,
+            "10.0.0.9".parse().unwrap(),
+            Some("bucket-123"),
+            Reads::all(),
+        );
         let get = |k: &str| {
             ctx.attribute(k)
                 .and_then(|v| v.as_str())
@@ -183,6 +273,47 @@ mod tests {
         assert_eq!(get("role").as_deref(), Some(ANONYMOUS));
         assert_eq!(get("header.authorization"), None);
         assert_eq!(get("header.cookie"), None);
+    }
+
+    #[test]
+    fn only_the_attributes_a_flag_reads_are_built_and_they_are_unchanged() {
+        let flag: FlagSpec = serde_json::from_value(serde_json::json!({
+            "key": "f", "enabled": true, "default_value": false,
+            "bucket_by": "cookie.beta",
+            "rules": [
+                {"attribute": "header.x-canary", "operator": "equals", "value": "1", "variant": true},
+                {"conditions": [{"attribute": "query.beta", "operator": "exists"}], "variant": true}
+            ]
+        }))
+        .unwrap();
+        let p = parts(
+            "/gateway/x?beta=yes&other=1",
+            &[
+                ("x-canary", "1"),
+                ("x-other", "2"),
+                ("cookie", "a=1; beta=b"),
+            ],
+        );
+        let ip = "10.0.0.9".parse().unwrap();
+        let ctx = build(&p, None, ip, Some("bucket-123"), Reads::of(&flag));
+        let all = build(&p, None, ip, Some("bucket-123"), Reads::all());
+        for read in ["header.x-canary", "query.beta", "cookie.beta", "role"] {
+            assert!(ctx.attribute(read).is_some(), "{read}");
+            assert_eq!(ctx.attribute(read), all.attribute(read), "{read}");
+        }
+        for unread in [
+            "header.x-other",
+            "query.other",
+            "cookie.a",
+            "method",
+            "path",
+            "ip",
+        ] {
+            assert!(ctx.attribute(unread).is_none(), "{unread}");
+            assert!(all.attribute(unread).is_some(), "{unread}");
+        }
+        let none = build(&p, None, ip, None, Reads::nothing());
+        assert!(none.attribute("header.x-canary").is_none());
     }
 
     #[test]
@@ -202,7 +333,7 @@ mod tests {
                 ("cookie", "flagbase_session=x"),
             ],
         );
-        let ctx = build(&p, None, "127.0.0.1".parse().unwrap(), None);
+        let ctx = build(&p, None, "127.0.0.1".parse().unwrap(), None, Reads::all());
         assert!(ctx.attribute("cookie.flagbase_session").is_none());
         assert_eq!(ctx.attribute("cookie.b"), Some(&serde_json::json!("2")));
         let mut headers = p.headers.clone();

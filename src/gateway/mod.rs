@@ -15,6 +15,7 @@
 
 mod context;
 pub mod net;
+mod pool;
 mod proxy;
 mod route;
 mod simulate;

@@ -21,19 +21,20 @@ use flagbase_engine::Evaluation;
 use hyper::body::{Frame, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use super::context::{self, ANONYMOUS};
 use super::net::Cidr;
+use super::pool::{Pool, SendError};
 use super::route::{self, Route, Target, Upstream};
 use super::Gateway;
 use crate::config::GatewayConfig;
 use crate::error::{Error, Result};
 use crate::iam::Caller;
 
+/// How long connecting to an upstream may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a pooled upstream connection may sit unused.
 const POOL_IDLE: Duration = Duration::from_secs(60);
 /// Idle connections kept per upstream; more are closed once used.
@@ -83,7 +84,7 @@ impl From<Error> for ProxyError {
 }
 
 pub struct Proxy {
-    client: Client<HttpConnector, LimitedBody>,
+    pool: Pool,
     cookie_name: String,
     trusted: Vec<Cidr>,
     max_body_bytes: u64,
@@ -91,21 +92,14 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(config: &GatewayConfig) -> Result<Proxy> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
+        let pool = Pool::new(POOL_MAX_IDLE_PER_HOST, POOL_IDLE, CONNECT_TIMEOUT);
         let trusted = config
             .trusted_proxies
             .iter()
             .map(|b| Cidr::parse(b).map_err(|e| Error::invalid("gateway.trusted_proxies", e)))
             .collect::<Result<_>>()?;
         Ok(Proxy {
-            client,
+            pool,
             cookie_name: config.cookie_name.clone(),
             trusted,
             max_body_bytes: config.max_body_bytes,
@@ -240,8 +234,13 @@ impl Gateway {
                     }))
                 };
                 let ip = proxy.client_ip(peer.ip(), &parts.headers);
-                let ctx = context::build(&parts, caller.as_ref(), ip, bucket.as_deref());
                 let live = self.flags.live();
+                let reads = match live.snapshot.get(key) {
+                    Some(flag) => context::Reads::of(flag.spec()),
+                    // Evaluation answers "no such flag" whatever it is given.
+                    None => context::Reads::nothing(),
+                };
+                let ctx = context::build(&parts, caller.as_ref(), ip, bucket.as_deref(), reads);
                 let eval = live.snapshot.evaluate(key, &ctx);
                 let variant = label(&eval);
                 let chosen = choose(&route, &eval, &variant);
@@ -339,7 +338,11 @@ impl Gateway {
         *upstream.version_mut() = Version::HTTP_11;
         *upstream.headers_mut() = headers;
 
-        let sent = tokio::time::timeout(route.timeout, proxy.client.request(upstream)).await;
+        let sent = tokio::time::timeout(
+            route.timeout,
+            proxy.pool.send(&target.scheme, &target.authority, upstream),
+        )
+        .await;
         let mut response = match sent {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
@@ -349,8 +352,8 @@ impl Gateway {
                     });
                 }
                 self.observe(served.as_ref(), true);
-                tracing::warn!(route = %route.id, upstream = %target.authority, error = %chain(&e), "gateway upstream failed");
-                let message = if e.is_connect() {
+                tracing::warn!(route = %route.id, upstream = %target.authority, error = %e, "gateway upstream failed");
+                let message = if matches!(e, SendError::Connect(_)) {
                     "the upstream is unreachable"
                 } else {
                     "the upstream broke the exchange"
@@ -511,11 +514,9 @@ fn upstream_uri(route: &Route, target: &Upstream, uri: &Uri) -> Result<Uri> {
         pq.push('?');
         pq.push_str(query);
     }
-    Uri::builder()
-        .scheme(target.scheme.clone())
-        .authority(target.authority.clone())
-        .path_and_query(pq)
-        .build()
+    // Origin form: the pool picks the connection from the target, and
+    // `Host` names it (HTTP/1.1 sends no scheme or authority in the line).
+    Uri::from_maybe_shared(Bytes::from(pq))
         .map_err(|e| Error::internal(format!("upstream URI: {e}")))
 }
 
@@ -550,23 +551,32 @@ struct Forwarding<'a> {
 /// `X-Forwarded-For` (appended to a trusted proxy's, else replaced),
 /// `-Proto`, `-Host`, `-Prefix`, and `Host` for the upstream.
 fn forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
-    let peer = f.peer.to_canonical().to_string();
-    let xff = if f.trusted {
-        let earlier: Vec<&str> = headers
+    // An address is at most 45 bytes as text: rendered on the stack.
+    let mut buf = [0u8; 64];
+    let peer = {
+        use std::io::Write;
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        write!(cursor, "{}", f.peer.to_canonical()).expect("an address fits in 64 bytes");
+        let len = cursor.position() as usize;
+        &buf[..len]
+    };
+    let earlier: Vec<&str> = if f.trusted {
+        headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .collect();
-        if earlier.is_empty() {
-            peer
-        } else {
-            format!("{}, {peer}", earlier.join(", "))
-        }
+            .collect()
     } else {
         headers.remove("forwarded");
-        peer
+        Vec::new()
     };
-    if let Ok(value) = HeaderValue::from_str(&xff) {
+    let xff = if earlier.is_empty() {
+        HeaderValue::from_bytes(peer).ok()
+    } else {
+        let peer = std::str::from_utf8(peer).unwrap_or_default();
+        HeaderValue::from_str(&format!("{}, {peer}", earlier.join(", "))).ok()
+    };
+    if let Some(value) = xff {
         headers.insert("x-forwarded-for", value);
     }
     let proto_kept = f.trusted
@@ -586,9 +596,7 @@ fn forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
         Some(prefix) => headers.insert("x-forwarded-prefix", prefix),
         None => headers.remove("x-forwarded-prefix"),
     };
-    if let Ok(host) = HeaderValue::from_str(f.target.authority.as_str()) {
-        headers.insert(header::HOST, host);
-    }
+    headers.insert(header::HOST, f.target.host.clone());
 }
 
 /// Drops every client-sent `X-Flagbase-*` field and sets ours.
@@ -606,21 +614,26 @@ fn identity_headers(headers: &mut HeaderMap, caller: Option<&Caller>, served: Op
             headers.remove(name);
         }
     }
-    let mut set = |name: &'static str, value: &str| {
+    fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(name, value);
         }
-    };
+    }
     match caller {
         Some(caller) => {
-            set("x-flagbase-user-id", &caller.user.id);
-            set("x-flagbase-role", caller.role.as_str());
+            set(headers, "x-flagbase-user-id", &caller.user.id);
+            headers.insert(
+                "x-flagbase-role",
+                HeaderValue::from_static(caller.role.as_str()),
+            );
         }
-        None => set("x-flagbase-role", ANONYMOUS),
+        None => {
+            headers.insert("x-flagbase-role", HeaderValue::from_static(ANONYMOUS));
+        }
     }
     if let Some(served) = served {
-        set("x-flagbase-flag", &served.flag);
-        set("x-flagbase-variant", &served.variant);
+        set(headers, "x-flagbase-flag", &served.flag);
+        set(headers, "x-flagbase-variant", &served.variant);
     }
 }
 
@@ -646,7 +659,7 @@ async fn splice(
 }
 
 /// An error with its causes, for the log (hyper's top level says little).
-fn chain(e: &dyn std::error::Error) -> String {
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

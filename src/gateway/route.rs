@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::header::HeaderValue;
 use hyper::http::uri::{Authority, Scheme};
 use hyper::Uri;
 use serde::{Deserialize, Serialize};
@@ -105,6 +106,8 @@ pub struct Upstream {
     pub authority: Authority,
     /// Without a trailing slash; empty for the root.
     pub base_path: String,
+    /// `authority` as the upstream's `Host` value, rendered once.
+    pub host: HeaderValue,
 }
 
 impl Upstream {
@@ -143,10 +146,13 @@ impl Upstream {
         }
         let base_path = uri.path().trim_end_matches('/').to_string();
         check_segments(&base_path).map_err(|why| bad(&why))?;
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| bad("has a host that is not a valid Host header"))?;
         Ok(Upstream {
             scheme,
             authority,
             base_path,
+            host,
         })
     }
 }

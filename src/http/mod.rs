@@ -35,6 +35,7 @@ use crate::gateway::Gateway;
 use crate::iam::Iam;
 use crate::storage::Store;
 use error::ApiError;
+pub use gateway_routes::Direct as GatewayDirect;
 pub use serve::{serve, ServeOptions};
 pub use ui::{Assets as UiAssets, UiConfig};
 

@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 pub const REQUEST_ID: &str = "x-request-id";
 
-fn acceptable(id: &str) -> bool {
+pub fn acceptable(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && id
             .bytes()

@@ -34,6 +34,8 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use super::gateway_routes::{is_mount, Direct};
+
 /// Limits on connections; see the module documentation.
 #[derive(Clone, Copy, Debug)]
 pub struct ServeOptions {
@@ -44,9 +46,11 @@ pub struct ServeOptions {
 }
 
 /// Serves `router` on `listener` until `shutdown` turns true, then drains.
+/// Requests below `/gateway` go to `gateway` instead when it is given.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    gateway: Option<Direct>,
     options: ServeOptions,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -86,7 +90,11 @@ pub async fn serve(
             full: full.clone(),
             slot: Some(slot),
         };
-        tokio::spawn(connection.serve(stream, router.clone(), shutdown.clone()));
+        let handlers = Handlers {
+            router: router.clone(),
+            gateway: gateway.clone(),
+        };
+        tokio::spawn(connection.serve(stream, handlers, shutdown.clone()));
     }
     // New connections are refused from here on.
     drop(listener);
@@ -109,6 +117,19 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
+/// What serves a connection's requests: the gateway's direct path for its
+/// mount (proxied requests skip the router's layers), the router for the rest.
+struct Handlers {
+    router: Router,
+    gateway: Option<Direct>,
+}
+
+/// The handler one request goes to.
+enum Handler {
+    Router(Router),
+    Gateway(Direct),
+}
+
 /// One accepted connection and the slot it holds until it ends.
 struct Connection {
     peer: SocketAddr,
@@ -118,7 +139,12 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(self, stream: TcpStream, router: Router, mut shutdown: watch::Receiver<bool>) {
+    async fn serve(
+        self,
+        stream: TcpStream,
+        handlers: Handlers,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let _ = stream.set_nodelay(true);
         let clock = Arc::new(Clock::new());
         let io = TokioIo::new(Watched {
@@ -128,14 +154,22 @@ impl Connection {
         let peer = self.peer;
         let requests = clock.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            // Handlers (login throttling) read the peer address from here.
-            req.extensions_mut().insert(ConnectInfo(peer));
+            let handler = match &handlers.gateway {
+                Some(gateway) if is_mount(req.uri().path()) => Handler::Gateway(gateway.clone()),
+                _ => {
+                    // Handlers (login throttling) read the peer address from here.
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    Handler::Router(handlers.router.clone())
+                }
+            };
             let busy = requests.request_started(!req.body().is_end_stream());
             let clock = requests.clone();
             let req = req.map(|inner| WatchedBody { inner, clock });
-            let router = router.clone();
             async move {
-                let response = router.oneshot(req).await?;
+                let response = match handler {
+                    Handler::Router(router) => router.oneshot(req).await?,
+                    Handler::Gateway(gateway) => gateway.serve(req, peer).await,
+                };
                 busy.responding();
                 // The connection is idle once the response is written, which
                 // is when hyper drops its body (and with it the guard).

@@ -1,0 +1,146 @@
+//! The gateway's own upstream connection pool: sequential requests reuse
+//! one connection, a request in flight never makes another wait behind it
+//! (it gets its own connection), and an upstream that closes its
+//! connections after each exchange costs no failed request.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::harness::Flagbase;
+
+/// An upstream that answers with the client port of the connection the
+/// request came on; `/hold` signals `arrived`, then answers only once
+/// `release` is notified.
+/// With `keep_alive` false it closes every connection after one exchange.
+struct PeerUpstream {
+    url: String,
+    arrived: Arc<Notify>,
+    release: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PeerUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl PeerUpstream {
+    async fn start(keep_alive: bool) -> PeerUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let release = Arc::new(Notify::new());
+        let arrived = Arc::new(Notify::new());
+        let gate = (arrived.clone(), release.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, peer)) = listener.accept().await else {
+                    continue;
+                };
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let gate = gate.clone();
+                        answer(req, peer, gate)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(keep_alive)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        PeerUpstream {
+            url: format!("http://{addr}"),
+            arrived,
+            release,
+            task,
+        }
+    }
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    (arrived, release): (Arc<Notify>, Arc<Notify>),
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path().ends_with("/hold") {
+        arrived.notify_one();
+        release.notified().await;
+    }
+    let body = json!({"port": peer.port()}).to_string();
+    Ok(Response::new(Full::new(Bytes::from(body))))
+}
+
+async fn gateway_to(up: &PeerUpstream) -> Flagbase {
+    let fb = Flagbase::start().await;
+    let admin = fb.setup_admin("admin@example.com").await;
+    let r = fb
+        .post(
+            "/api/v1/gateway/routes",
+            json!({"path": "/gateway/up", "target": up.url}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    fb
+}
+
+async fn port(fb: &Flagbase, path: &str) -> u64 {
+    let r = fb.get(path, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["port"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn gateway_pool_reuses_one_connection_for_sequential_requests() {
+    let up = PeerUpstream::start(true).await;
+    let fb = gateway_to(&up).await;
+    let first = port(&fb, "/gateway/up/a").await;
+    for _ in 0..5 {
+        assert_eq!(port(&fb, "/gateway/up/b").await, first, "a new connection");
+    }
+}
+
+#[tokio::test]
+async fn gateway_pool_never_queues_a_request_behind_one_in_flight() {
+    let up = PeerUpstream::start(true).await;
+    let fb = gateway_to(&up).await;
+    let warm = port(&fb, "/gateway/up/a").await;
+    let held = {
+        let (http, url) = (fb.http.clone(), fb.url("/gateway/up/hold"));
+        tokio::spawn(async move { http.get(url).send().await.unwrap().text().await.unwrap() })
+    };
+    up.arrived.notified().await;
+    // The held request holds a connection; these answer meanwhile, on
+    // another connection that is then reused.
+    let meanwhile = port(&fb, "/gateway/up/b").await;
+    assert_eq!(port(&fb, "/gateway/up/c").await, meanwhile);
+    assert!(!held.is_finished());
+    up.release.notify_one();
+    let held: serde_json::Value = serde_json::from_str(&held.await.unwrap()).unwrap();
+    let held = held["port"].as_u64().unwrap();
+    assert_ne!(held, meanwhile, "two exchanges shared a connection");
+    assert_eq!(held, warm, "the idle connection was not reused");
+}
+
+#[tokio::test]
+async fn gateway_pool_survives_an_upstream_that_closes_every_connection() {
+    let up = PeerUpstream::start(false).await;
+    let fb = gateway_to(&up).await;
+    let mut ports = std::collections::HashSet::new();
+    for _ in 0..10 {
+        ports.insert(port(&fb, "/gateway/up/x").await);
+    }
+    assert_eq!(ports.len(), 10, "a closed connection was reused");
+}
