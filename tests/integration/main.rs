@@ -13,6 +13,7 @@ mod cli;
 mod consistency;
 mod console_api;
 mod console_ui;
+mod console_ui_platform;
 mod errors;
 mod flags;
 mod function_triggers;

@@ -28,7 +28,7 @@ export function setUnauthorizedHandler(fn) {
 
 /**
  * Low-level request: returns `{status, etag, body}`; throws ApiError on a
- * non-2xx status. `opts`: `body` (JSON unless FormData), `ifMatch`, `quiet401`
+ * non-2xx status. `opts`: `body` (JSON unless FormData), `text` (a raw text body), `ifMatch`, `quiet401`
  * (do not navigate to login, for the session probe and the login form).
  */
 export async function request(method, path, opts = {}) {
@@ -36,6 +36,9 @@ export async function request(method, path, opts = {}) {
   let body;
   if (opts.body instanceof FormData) {
     body = opts.body;
+  } else if (opts.text !== undefined) {
+    headers['Content-Type'] = 'text/plain';
+    body = opts.text;
   } else if (opts.body !== undefined) {
     headers['Content-Type'] = 'application/json';
     body = JSON.stringify(opts.body);
