@@ -116,7 +116,12 @@ mod tests {
 
     #[test]
     fn a_session_evaluates_for_its_person_whatever_it_supplies() {
-        let c = caller(Role::User, Credential::Session);
+        let c = caller(
+            Role::User,
+            Credential::Session {
+                expires_at: chrono::DateTime::<chrono::Utc>::MAX_UTC,
+            },
+        );
         let e = resolve(&c, supplied(), None).unwrap();
         assert_eq!(e.context.user_id(), Some("u-1"));
         assert_eq!(e.context.attribute("role"), Some(&Value::from("user")));
@@ -141,12 +146,22 @@ mod tests {
 
     #[test]
     fn only_developers_and_admins_preview_with_as() {
-        let user = caller(Role::User, Credential::Session);
+        let user = caller(
+            Role::User,
+            Credential::Session {
+                expires_at: chrono::DateTime::<chrono::Utc>::MAX_UTC,
+            },
+        );
         assert!(matches!(
             resolve(&user, Context::new(), Some(supplied())),
             Err(Error::Forbidden(_))
         ));
-        let dev = caller(Role::Developer, Credential::Session);
+        let dev = caller(
+            Role::Developer,
+            Credential::Session {
+                expires_at: chrono::DateTime::<chrono::Utc>::MAX_UTC,
+            },
+        );
         let e = resolve(&dev, Context::new(), Some(supplied())).unwrap();
         assert_eq!(e.context.user_id(), Some("end-user-7"));
         assert!(e.preview);

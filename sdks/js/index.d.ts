@@ -31,7 +31,7 @@ export interface FlagbaseOptions {
   fetch?: typeof fetch;
   /** How long init waits for the first answer, ms (10 000). */
   initTimeout?: number;
-  /** First reconnect delay, ms (250); doubles per failure, drawn from its upper half. */
+  /** First reconnect delay, ms (250), unless the server sent a `retry:` hint (then that, up to backoffMax); doubles per failure, drawn from its upper half. */
   backoffMin?: number;
   /** Longest reconnect delay, ms (30 000). */
   backoffMax?: number;

@@ -105,7 +105,9 @@ pub async fn login(
 
 pub async fn me(caller: Caller) -> impl IntoResponse {
     let credential = match &caller.credential {
-        Credential::Session => json!({ "type": "session" }),
+        Credential::Session { expires_at } => {
+            json!({ "type": "session", "expires_at": expires_at })
+        }
         Credential::ApiToken {
             id,
             expires_at,

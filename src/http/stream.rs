@@ -121,7 +121,9 @@ fn open(
     }
     let (token, expires_at) = match &caller.credential {
         Credential::ApiToken { id, expires_at, .. } => (Some(id.clone()), *expires_at),
-        Credential::Session => (None, None),
+        // A session closes when its JWT expires; the client reconnects
+        // with a fresh token.
+        Credential::Session { expires_at } => (None, Some(*expires_at)),
     };
     let expires = expires_at.map(|at| {
         let left = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
@@ -156,7 +158,7 @@ struct Connection {
     user: String,
     /// The API token behind the stream, if it is one.
     token: Option<String>,
-    /// When that token expires.
+    /// When the credential (API token or session JWT) expires.
     expires: Option<Instant>,
     heartbeat: Duration,
     /// Bytes to send before waiting for the hub again.

@@ -65,14 +65,20 @@ impl JwtKeys {
 
     pub fn verify(&self, token: &str) -> Result<Claims> {
         use jsonwebtoken::errors::ErrorKind;
-        decode::<Claims>(token, &self.decoding, &self.validation)
+        let claims = decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| {
                 Error::Unauthenticated(match e.kind() {
                     ErrorKind::ExpiredSignature => "token expired; log in again".into(),
                     _ => "invalid token".into(),
                 })
-            })
+            })?;
+        // The library still accepts a token during its `exp` second; it
+        // stops working at `exp`, as `issue` says and as a stream closes.
+        if claims.exp <= Utc::now().timestamp() {
+            return Err(Error::Unauthenticated("token expired; log in again".into()));
+        }
+        Ok(claims)
     }
 }
 

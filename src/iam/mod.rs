@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use rand::RngCore;
 use subtle::ConstantTimeEq;
 
@@ -49,7 +49,8 @@ pub struct Caller {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credential {
-    Session,
+    /// A person's session JWT, which stops working at `expires_at`.
+    Session { expires_at: DateTime<Utc> },
     ApiToken {
         id: String,
         /// When the token stops working; `None` for a token that does not
@@ -111,7 +112,7 @@ impl Caller {
     fn expires_at(&self) -> Option<DateTime<Utc>> {
         match &self.credential {
             Credential::ApiToken { expires_at, .. } => *expires_at,
-            Credential::Session => None,
+            Credential::Session { .. } => None,
         }
     }
 
@@ -491,10 +492,15 @@ impl Iam {
             .ok_or_else(|| {
                 Error::Unauthenticated("the user of this token no longer exists".into())
             })?;
+        // `verify` requires `exp`; an out-of-range one cannot have passed it.
+        let expires_at = Utc
+            .timestamp_opt(claims.exp, 0)
+            .single()
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         Ok(Caller {
             role: user.role,
             user,
-            credential: Credential::Session,
+            credential: Credential::Session { expires_at },
         })
     }
 

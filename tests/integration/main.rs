@@ -38,3 +38,4 @@ mod sdk_rust_stream;
 mod sdk_snapshot;
 mod store_contract;
 mod stream;
+mod stream_expiry;

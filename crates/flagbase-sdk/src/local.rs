@@ -41,7 +41,9 @@ pub struct LocalOptions {
     pub bootstrap: Option<PathBuf>,
     /// How long `init` waits for the first snapshot.
     pub init_timeout: Duration,
-    /// First reconnect delay; doubles per failed attempt up to `backoff_max`.
+    /// First reconnect delay, unless the server sent a `retry:` hint (then
+    /// that, bounded by `backoff_max`); doubles per failed attempt up to
+    /// `backoff_max`.
     /// Each delay is drawn at random from its upper half (jitter), so a
     /// fleet of clients does not reconnect in step after a restart.
     pub backoff_min: Duration,
@@ -427,6 +429,8 @@ async fn run(
     // Set once a snapshot from this server is applied: only then is there
     // a position to resume from (bootstrap definitions are replaced whole).
     let mut resumable = false;
+    // The server's `retry:` hint, once one arrived: the base reconnect delay.
+    let mut hint: Option<Duration> = None;
     loop {
         let end = connect_once(
             &shared,
@@ -435,12 +439,13 @@ async fn run(
             &mut first,
             &mut attempt,
             &mut resumable,
+            &mut hint,
         )
         .await;
         let delay = match end {
             End::Resync => {
                 shared.state.send_replace(ConnectionState::Connecting);
-                jitter(options.backoff_min)
+                jitter(reconnect_delay(hint, &options, 0))
             }
             End::Failed(e) => {
                 let rejected = matches!(
@@ -461,11 +466,9 @@ async fn run(
                 if rejected {
                     jitter(options.backoff_max)
                 } else {
-                    let step = options
-                        .backoff_min
-                        .saturating_mul(2u32.saturating_pow(attempt.min(16)));
+                    let step = reconnect_delay(hint, &options, attempt);
                     attempt = attempt.saturating_add(1);
-                    jitter(step.min(options.backoff_max))
+                    jitter(step)
                 }
             }
         };
@@ -474,6 +477,15 @@ async fn run(
             shared.state.send_replace(ConnectionState::Connecting);
         }
     }
+}
+
+/// The delay before reconnect number `attempt` (0 after a clean end): the
+/// server's `retry:` hint if it sent one, else `backoff_min`, doubled per
+/// failed attempt up to `backoff_max` (the hint is already bounded by it).
+fn reconnect_delay(hint: Option<Duration>, options: &LocalOptions, attempt: u32) -> Duration {
+    let base = hint.unwrap_or(options.backoff_min);
+    base.saturating_mul(2u32.saturating_pow(attempt.min(16)))
+        .min(options.backoff_max)
 }
 
 /// A delay drawn from `[d/2, d]`.
@@ -489,6 +501,7 @@ async fn connect_once(
     first: &mut Option<oneshot::Sender<Result<()>>>,
     attempt: &mut u32,
     resumable: &mut bool,
+    hint: &mut Option<Duration>,
 ) -> End {
     let mut req = client
         .request(Method::GET, "/api/v1/stream")
@@ -529,6 +542,10 @@ async fn connect_once(
             Ok(p) => p,
             Err(e) => return End::Failed(Error::Decode(e.to_string())),
         };
+        if let Some(ms) = parsed.retry_ms {
+            // Bounded so a hostile hint cannot park the client for ever.
+            *hint = Some(Duration::from_millis(ms).min(options.backoff_max));
+        }
         for event in parsed.events {
             if event.event == "resync" {
                 return End::Resync;
@@ -631,5 +648,34 @@ fn change(key: &str, kind: ChangeKind, seq: u64) -> Change {
         key: key.to_string(),
         kind,
         seq,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> LocalOptions {
+        // The documented defaults: 250 ms to 30 s.
+        LocalOptions::new("http://localhost", "t")
+    }
+
+    #[test]
+    fn the_servers_retry_hint_is_the_reconnect_delay() {
+        let o = options();
+        let hint = Some(Duration::from_millis(3000));
+        assert_eq!(reconnect_delay(hint, &o, 0), Duration::from_millis(3000));
+        assert_eq!(reconnect_delay(None, &o, 0), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn repeated_failures_back_off_from_the_hint_up_to_the_maximum() {
+        let o = options();
+        let hint = Some(Duration::from_millis(3000));
+        assert_eq!(reconnect_delay(hint, &o, 1), Duration::from_millis(6000));
+        assert_eq!(reconnect_delay(hint, &o, 2), Duration::from_millis(12000));
+        assert_eq!(reconnect_delay(hint, &o, 5), Duration::from_secs(30));
+        assert_eq!(reconnect_delay(hint, &o, u32::MAX), Duration::from_secs(30));
+        assert_eq!(reconnect_delay(None, &o, 3), Duration::from_millis(2000));
     }
 }

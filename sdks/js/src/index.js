@@ -62,6 +62,16 @@ function sleep(ms, signal) {
 }
 
 /** A delay drawn from [d/2, d], so a fleet does not reconnect in step. */
+/**
+ * The delay before reconnect number `attempt` (0 after a clean end): the
+ * server's `retry:` hint if one arrived, else `backoffMin`, doubled per failed
+ * attempt up to `backoffMax`.
+ */
+export function reconnectDelay(hint, options, attempt) {
+  const base = hint ?? options.backoffMin;
+  return Math.min(options.backoffMax, base * 2 ** Math.min(attempt, 16));
+}
+
 function jitter(d) {
   return d / 2 + (Math.random() * d) / 2;
 }
@@ -86,6 +96,8 @@ export class FlagbaseClient {
     this.stateListeners = new Set();
     this._state = "connecting";
     this.closed = new AbortController();
+    // The server's last `retry:` hint (ms): the base reconnect delay.
+    this.retryHint = null;
     // Local mode: definitions. Client mode: evaluations by key.
     this.snapshotState = { seq: 0, flags: new Map(), engine: new Snapshot() };
     this.evaluations = new Map();
@@ -257,7 +269,10 @@ export class FlagbaseClient {
         reader.cancel().catch(() => {});
         return "resync";
       }
-      for (const ev of parser.feed(chunk.value).events) {
+      const parsed = parser.feed(chunk.value);
+      // The server's `retry:` hint, bounded so a hostile one cannot park us.
+      if (parsed.retry != null) this.retryHint = Math.min(parsed.retry, this.options.backoffMax);
+      for (const ev of parsed.events) {
         if ((await onEvent(ev)) === "resync") {
           reader.cancel().catch(() => {});
           return "resync";
@@ -276,14 +291,14 @@ export class FlagbaseClient {
         await connectOnce(() => {
           attempt = 0;
         });
-        delay = jitter(this.options.backoffMin);
+        delay = jitter(reconnectDelay(this.retryHint, this.options, 0));
       } catch (e) {
         if (signal.aborted) break;
         const rejected = e instanceof FlagbaseError && (e.status === 401 || e.status === 403);
         this.setState(rejected ? "rejected" : "disconnected");
         this.lastError = e;
         settle(e);
-        const step = Math.min(this.options.backoffMax, this.options.backoffMin * 2 ** Math.min(attempt, 16));
+        const step = reconnectDelay(this.retryHint, this.options, attempt);
         attempt++;
         delay = jitter(rejected ? this.options.backoffMax : step);
       }
