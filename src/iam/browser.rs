@@ -147,7 +147,9 @@ impl BrowserSessions {
             caller: Caller {
                 role: user.role,
                 user,
-                credential: Credential::Session,
+                credential: Credential::Session {
+                    expires_at: record.expires_at,
+                },
             },
             csrf_token: csrf_of(id),
         })
