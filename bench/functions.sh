@@ -9,9 +9,12 @@
 #   warm       wrk POST /functions/hello: requests/s and latency
 #   inside     p50/p99 of the runs' own durations (instantiate + run, no
 #              HTTP), from GET /api/v1/functions/hello/invocations
-#   peer       wrk GET against `wasmtime serve PEER_COMPONENT` (needs
-#              PEER_WASMTIME, default `wasmtime` on PATH, and PEER_COMPONENT,
-#              a wasi-http hello-world component; skipped without them)
+#   peer       wrk GET against `wasmtime serve` with a wasi-http hello
+#              component: PEER_COMPONENT, or built from
+#              bench/wasi-http-hello (hand-written WAT + wit-component,
+#              WIT from the wasmtime-wasi-http 48 crate in the cargo
+#              registry). Needs PEER_WASMTIME (default `wasmtime` on PATH):
+#              `cargo install wasmtime-cli@48.0.8 --locked`.
 #
 # Settings (environment): DURATION (10s), WARMUP (2s), CONNECTIONS (32),
 # THREADS (1), SERVER_CPU (1), CLIENT_CPU (0), SKIP_BUILD=1.
@@ -82,6 +85,8 @@ echo "RESULT flagbase.functions.first_after_upload_ms=$(curl -sS -o /dev/null -w
 echo "   sample: $(curl -sS -X POST -H "$AUTH" -d ping "$BASE/functions/hello")"
 
 bench flagbase.functions.warm POST "$BASE/functions/hello" ping "$AUTH"
+echo "RESULT flagbase.functions.rss_kib=$(awk '/VmRSS/{print $2}' /proc/$SERVER_PID/status)"
+CONNECTIONS=1 bench flagbase.functions.warm.1conn POST "$BASE/functions/hello" ping "$AUTH"
 curl -sS -H "$AUTH" "$BASE/api/v1/functions/hello/invocations" | python3 -c '
 import json, sys
 runs = sorted(r["duration_us"] for r in json.load(sys.stdin)["invocations"])
@@ -92,14 +97,21 @@ start_flagbase
 echo "RESULT flagbase.functions.first_after_restart_ms=$(curl -sS -o /dev/null -w '%{time_total}' -X POST -H "$AUTH" -d ping "$BASE/functions/hello" | python3 -c 'import sys; print(round(float(sys.stdin.read())*1000,3))')"
 stop_server
 
-if [[ -z "$PEER_WASMTIME" || -z "$PEER_COMPONENT" ]]; then
-    echo "== peer skipped: set PEER_COMPONENT to a wasi-http hello-world component (and PEER_WASMTIME if wasmtime is not on PATH)"
-    exit 0
+[[ -n "$PEER_WASMTIME" ]] || die "no peer: install it with 'cargo install wasmtime-cli@48.0.8 --locked' or set PEER_WASMTIME"
+if [[ -z "$PEER_COMPONENT" ]]; then
+    WIT=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/wasmtime-wasi-http-48.*/wit 2>/dev/null | head -n1)
+    [[ -n "$WIT" ]] || die "the wasi:http WIT files are not in the cargo registry: 'cargo install wasmtime-cli@48.0.8 --locked' fetches them"
+    PEER_COMPONENT=$WORK/hello.component.wasm
+    echo "== building the peer component (bench/wasi-http-hello)"
+    (cd "$REPO/bench/wasi-http-hello" && cargo run --release --quiet -- "$WIT" "$PEER_COMPONENT")
 fi
 PEER_PORT=${PEER_PORT:-8089}
 taskset -c "$SERVER_CPU" "$PEER_WASMTIME" serve --addr "127.0.0.1:$PEER_PORT" "$PEER_COMPONENT" \
     >"$WORK/peer.out" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$PEER_PORT/" && break; sleep 0.1; done
+echo "   sample: $(curl -sS "http://127.0.0.1:$PEER_PORT/")"
 bench wasmtime-serve.hello GET "http://127.0.0.1:$PEER_PORT/" "" ""
+echo "RESULT wasmtime-serve.rss_kib=$(awk '/VmRSS/{print $2}' /proc/$SERVER_PID/status)"
+CONNECTIONS=1 bench wasmtime-serve.hello.1conn GET "http://127.0.0.1:$PEER_PORT/" "" ""
 stop_server
