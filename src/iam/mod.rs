@@ -88,7 +88,7 @@ impl Caller {
     pub fn require_not_client(&self) -> Result<()> {
         if self.is_client() {
             Err(Error::Forbidden(
-                "a client token can only evaluate flags (OFREP, POST /api/v1/evaluate, GET /ofrep/v1/events)".into(),
+                "a client token can only evaluate flags (OFREP, POST /api/v1/evaluate, GET /ofrep/v1/events); use a server token or a session for anything else, such as recording metric events".into(),
             ))
         } else {
             Ok(())

@@ -28,6 +28,7 @@ mod harness;
 mod iam;
 mod iam_abuse;
 mod lifecycle;
+mod metrics_tokens;
 mod nats_server;
 mod ofrep_interop;
 mod sdk_cross_check;
