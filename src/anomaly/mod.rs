@@ -159,9 +159,32 @@ impl Detector {
         self.anomalies.anomalies(query).await
     }
 
-    pub async fn resolve(&self, caller: &Caller, id: &str) -> Result<AnomalyRecord> {
+    /// Resolves an anomaly; audited and published as
+    /// `flagbase.anomaly.resolved`, to completion even if the client leaves.
+    pub async fn resolve(self: &Arc<Self>, caller: &Caller, id: &str) -> Result<AnomalyRecord> {
         caller.require(Role::Developer)?;
-        self.anomalies.resolve_anomaly(id, &caller.user.id).await
+        let (this, id, actor) = (self.clone(), id.to_string(), caller.user.id.clone());
+        run_to_completion(async move {
+            let turn = this.feed.begin().await;
+            let (record, change) = this.anomalies.resolve_anomaly(&id, &actor).await?;
+            if let Some(change) = change {
+                turn.publish(ChangeEvent {
+                    seq: change.seq,
+                    subject: Subject::AnomalyResolved,
+                    at: change.at,
+                    actor: actor.clone(),
+                    payload: serde_json::json!({
+                        "id": record.id,
+                        "flag_key": record.flag_key,
+                        "actor": actor,
+                        "at": change.at,
+                        "resolved_at": record.resolved_at,
+                    }),
+                });
+            }
+            Ok(record)
+        })
+        .await
     }
 
     /// Totals of one flag over the last `window`, including events still

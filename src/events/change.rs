@@ -23,6 +23,8 @@ pub enum Subject {
     FlagDisabled,
     /// A flag's guard settings changed.
     GuardUpdated,
+    /// A person resolved an anomaly the detector had opened.
+    AnomalyResolved,
     UserCreated,
     UserRoleChanged,
     UserDeleted,
@@ -42,6 +44,7 @@ impl Subject {
             Subject::FlagDeleted => "flagbase.flag.deleted",
             Subject::FlagDisabled => "flagbase.flag.disabled",
             Subject::GuardUpdated => "flagbase.guard.updated",
+            Subject::AnomalyResolved => "flagbase.anomaly.resolved",
             Subject::UserCreated => "flagbase.user.created",
             Subject::UserRoleChanged => "flagbase.user.role_changed",
             Subject::UserDeleted => "flagbase.user.deleted",
@@ -62,6 +65,7 @@ impl Subject {
             Subject::FlagDeleted => "flag.delete",
             Subject::FlagDisabled => "flag.disable",
             Subject::GuardUpdated => "guard.set",
+            Subject::AnomalyResolved => "anomaly.resolve",
             Subject::UserCreated => "user.create",
             Subject::UserRoleChanged => "user.role",
             Subject::UserDeleted => "user.delete",

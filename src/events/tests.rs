@@ -106,6 +106,7 @@ fn target(event: &ChangeEvent) -> String {
         Subject::TokenCreated | Subject::TokenDeleted => {
             format!("token:{}", p["id"].as_str().unwrap())
         }
+        Subject::AnomalyResolved => format!("anomaly:{}", p["id"].as_str().unwrap()),
         Subject::GatewayRouteCreated
         | Subject::GatewayRouteUpdated
         | Subject::GatewayRouteDeleted => {

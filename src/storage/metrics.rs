@@ -117,6 +117,12 @@ pub trait AnomalyStore: Send + Sync {
         new: NewAnomaly,
         actor: &str,
     ) -> Result<Committed<(FlagRecord, AnomalyRecord)>>;
-    /// `NotFound`; resolving a resolved anomaly returns it unchanged.
-    async fn resolve_anomaly(&self, id: &str, actor: &str) -> Result<AnomalyRecord>;
+    /// Resolves an anomaly, audited as `anomaly.resolve` by `actor` with a
+    /// change number. `NotFound`; resolving a resolved anomaly returns it
+    /// unchanged and records nothing (`None`).
+    async fn resolve_anomaly(
+        &self,
+        id: &str,
+        actor: &str,
+    ) -> Result<(AnomalyRecord, Option<Committed<()>>)>;
 }

@@ -2,6 +2,7 @@
 //! free ports. One test binary keeps link time down.
 
 mod anomaly;
+mod anomaly_audit;
 mod buckets;
 mod bus;
 mod bus_async_nats;

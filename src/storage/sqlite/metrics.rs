@@ -351,17 +351,39 @@ impl AnomalyStore for SqliteStore {
             .await
     }
 
-    async fn resolve_anomaly(&self, id: &str, actor: &str) -> Result<AnomalyRecord> {
+    async fn resolve_anomaly(
+        &self,
+        id: &str,
+        actor: &str,
+    ) -> Result<(AnomalyRecord, Option<Committed<()>>)> {
         let (id, actor) = (own(id), own(actor));
         self.pool
             .write(move |c| {
-                c.execute(
-                    "UPDATE anomalies SET resolved_at = ?1, resolved_by = ?2
-                     WHERE id = ?3 AND resolved_at IS NULL",
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(db_err)?;
+                let before =
+                    anomaly(&tx, &id)?.ok_or_else(|| Error::NotFound(format!("anomaly {id}")))?;
+                if before.resolved_at.is_some() {
+                    return Ok((before, None));
+                }
+                tx.execute(
+                    "UPDATE anomalies SET resolved_at = ?1, resolved_by = ?2 WHERE id = ?3",
                     params![ts(now()), actor, id],
                 )
                 .map_err(db_err)?;
-                anomaly(c, &id)?.ok_or_else(|| Error::NotFound(format!("anomaly {id}")))
+                let after =
+                    anomaly(&tx, &id)?.ok_or_else(|| Error::NotFound(format!("anomaly {id}")))?;
+                let committed = audit::write(
+                    &tx,
+                    &actor,
+                    "anomaly.resolve",
+                    &format!("anomaly:{id}"),
+                    Some(&json!({ "anomaly": id, "flag_key": before.flag_key, "resolved": false })),
+                    Some(&json!({ "anomaly": id, "flag_key": after.flag_key, "resolved": true })),
+                )?;
+                tx.commit().map_err(db_err)?;
+                Ok((after, Some(committed)))
             })
             .await
     }
