@@ -188,6 +188,16 @@ async fn a_client_cut_off_during_a_burst_ends_with_the_servers_state() {
             }
         }
         if i == 30 || i == 70 {
+            // Cut a live connection: the reconnect after the first cut
+            // (paced by the server's retry hint, capped at backoff_max) may
+            // still be under way.
+            tokio::time::timeout(
+                PATIENCE,
+                states.wait_for(|s| *s == ConnectionState::Connected),
+            )
+            .await
+            .expect("the client is connected before the cut")
+            .unwrap();
             proxy.cut();
             // The client notices (the stream ended) before the burst goes on.
             tokio::time::timeout(
