@@ -27,7 +27,7 @@ use crate::iam::Caller;
 use crate::metrics::{self, Recorder};
 use crate::model::{FlagRecord, Role};
 use crate::storage::metrics::{
-    AnomalyQuery, AnomalyRecord, GuardRecord, MetricTotal, NewAnomaly, TotalsQuery,
+    AnomalyQuery, AnomalyRecord, GuardRecord, MetricTotal, NewAnomaly, SeriesPoint, TotalsQuery,
 };
 use crate::storage::{AnomalyStore, MetricStore, Store};
 use crate::unit_of_work::run_to_completion;
@@ -207,6 +207,24 @@ impl Detector {
             }])
             .await?;
         Ok((totals.pop().unwrap_or_default(), at(from)))
+    }
+
+    /// One flag's counts per `step` over the last `window`, including events
+    /// still in memory; the series starts at a bucket boundary.
+    pub async fn metrics_series(
+        &self,
+        caller: &Caller,
+        key: &str,
+        window: Duration,
+        step: Duration,
+    ) -> Result<(Vec<SeriesPoint>, DateTime<Utc>)> {
+        caller.require(Role::User)?;
+        self.require_flag(key).await?;
+        metrics::flush::flush(&self.recorder, self.metric_store.as_ref()).await?;
+        let from = self.bucket_floor(metrics::now_secs() - secs(window));
+        let step = secs(step).max(self.recorder.bucket_secs());
+        let points = self.metric_store.metric_series(key, from, step).await?;
+        Ok((points, at(from)))
     }
 
     async fn require_flag(&self, key: &str) -> Result<FlagRecord> {

@@ -191,20 +191,7 @@ pub async fn flag_metrics(
     Path(key): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let window = match query.get("window") {
-        None => state.detector.default_window(),
-        Some(text) => text
-            .parse::<HumanDuration>()
-            .map(|d| d.get())
-            .map_err(|_| Error::invalid("window", "must be a duration such as 5m or 1h"))?,
-    };
-    if window < Duration::from_secs(1) || window > state.detector.retention() {
-        return Err(Error::invalid(
-            "window",
-            "must be from 1s to the retention period (metrics.retention)",
-        )
-        .into());
-    }
+    let window = window_of(&state, &query)?;
     let (totals, from) = state.detector.metrics(&caller, &key, window).await?;
     let exposures: HashMap<&str, u64> = totals
         .iter()
@@ -234,6 +221,73 @@ pub async fn flag_metrics(
         "window": HumanDuration(window).to_string(),
         "from": from,
         "variants": variants,
+    }))
+    .into_response())
+}
+
+/// `window` (default `anomaly.window`), from 1 s to `metrics.retention`.
+fn window_of(state: &AppState, query: &HashMap<String, String>) -> Result<Duration, ApiError> {
+    let window =
+        duration_param(query, "window", "5m or 1h")?.unwrap_or(state.detector.default_window());
+    if window < Duration::from_secs(1) || window > state.detector.retention() {
+        return Err(Error::invalid(
+            "window",
+            "must be from 1s to the retention period (metrics.retention)",
+        )
+        .into());
+    }
+    Ok(window)
+}
+
+fn duration_param(
+    query: &HashMap<String, String>,
+    name: &str,
+    example: &str,
+) -> Result<Option<Duration>, ApiError> {
+    query
+        .get(name)
+        .map(|text| {
+            text.parse::<HumanDuration>().map(|d| d.get()).map_err(|_| {
+                Error::invalid(name, format!("must be a duration such as {example}")).into()
+            })
+        })
+        .transpose()
+}
+
+/// Most points one series answers: window / step may not exceed it.
+const MAX_SERIES_STEPS: u64 = 1000;
+
+/// `GET /api/v1/flags/{key}/metrics/series?window=1h&step=1m`: counts per
+/// variant and event type in each step, for charts over time.
+pub async fn flag_metrics_series(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let window = window_of(&state, &query)?;
+    let step = duration_param(&query, "step", "10s or 1m")?
+        .unwrap_or_else(|| Duration::from_secs((window.as_secs() / 60).max(1)));
+    if step < Duration::from_secs(1) || step > window {
+        return Err(Error::invalid("step", "must be from 1s to the window").into());
+    }
+    if window.as_secs() / step.as_secs() > MAX_SERIES_STEPS {
+        return Err(Error::invalid(
+            "step",
+            format!("window / step may be at most {MAX_SERIES_STEPS}"),
+        )
+        .into());
+    }
+    let (points, from) = state
+        .detector
+        .metrics_series(&caller, &key, window, step)
+        .await?;
+    Ok(axum::Json(json!({
+        "flag_key": key,
+        "window": HumanDuration(window).to_string(),
+        "step": HumanDuration(step).to_string(),
+        "from": from,
+        "points": points,
     }))
     .into_response())
 }

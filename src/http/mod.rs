@@ -178,6 +178,10 @@ pub fn router(state: AppState, options: &HttpOptions) -> Router {
             get(metrics_routes::flag_metrics),
         )
         .route(
+            "/api/v1/flags/{key}/metrics/series",
+            get(metrics_routes::flag_metrics_series),
+        )
+        .route(
             "/api/v1/flags/{key}/guard",
             get(anomaly_routes::get_guard).put(anomaly_routes::put_guard),
         )

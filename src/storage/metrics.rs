@@ -33,6 +33,16 @@ pub struct TotalsQuery {
     pub from: i64,
 }
 
+/// Counts of one (variant, event type) in one step of a series; `t` is the
+/// step's start (unix seconds).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SeriesPoint {
+    pub t: i64,
+    pub variant: String,
+    pub event_type: String,
+    pub count: u64,
+}
+
 #[async_trait]
 pub trait MetricStore: Send + Sync {
     /// Adds each delta to its bucket, all in one transaction.
@@ -41,6 +51,10 @@ pub trait MetricStore: Send + Sync {
     async fn metric_totals(&self, queries: Vec<TotalsQuery>) -> Result<Vec<Vec<MetricTotal>>>;
     /// Deletes buckets that start before `before`; returns how many.
     async fn prune_buckets(&self, before: i64) -> Result<u64>;
+    /// One flag's buckets from `from` on, summed per `step` seconds (each
+    /// point's `t` is `from` plus a whole number of steps), in time order.
+    async fn metric_series(&self, flag_key: &str, from: i64, step: i64)
+        -> Result<Vec<SeriesPoint>>;
 }
 
 /// A flag's own guard settings (the JSON the API accepted, validated by

@@ -29,6 +29,7 @@ mod harness;
 mod iam;
 mod iam_abuse;
 mod lifecycle;
+mod metrics_series;
 mod metrics_tokens;
 mod nats_server;
 mod ofrep_interop;

@@ -153,6 +153,9 @@ test("the detector's banner shows on a flag it turned off, and re-enabling turns
   await page.goto("/ui/anomalies");
   await page.locator("[data-anomaly='new-search']").waitFor();
   await page.locator("[data-anomaly='new-search'] svg.chart").waitFor();
+  // Errors over time as a line, and the detector's change as a marker.
+  assert.ok((await page.locator("[data-anomaly='new-search'] svg.chart polyline.chart-errors").count()) >= 1);
+  assert.ok((await page.locator("[data-anomaly='new-search'] svg.chart line.chart-marker").count()) >= 1);
   await noSerious("anomalies page");
 
   await page.goto("/ui/flags/new-search");

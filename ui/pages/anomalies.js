@@ -1,12 +1,12 @@
 //! Anomalies (`/ui/anomalies?resolved=&flag=`): what the detector opened,
-//! each with its decision record and per-variant figures for the flag's
-//! window (SVG), and "resolve" for developers.
+//! each with its decision record and the flag's exposures and errors over
+//! the last hour (SVG, with its changes marked), and "resolve" for developers.
 
 import { h, replace, append, fmtTime, pretty } from '../lib/dom.js';
 import { seg } from '../lib/api.js';
 import { toastError } from '../lib/ui.js';
 import { decisionText } from '../components/detector-banner.js';
-import { variantBars } from '../components/chart.js';
+import { lineChart } from '../components/chart.js';
 
 export async function render(root, ctx) {
   const { api } = ctx;
@@ -42,7 +42,9 @@ export async function render(root, ctx) {
         chart,
         h('details', null, h('summary', null, 'Decision record'), h('pre', { class: 'mono' }, pretty(a.decision))),
         !a.resolved_at && ctx.user.role !== 'user' ? h('button', { type: 'button', class: 'btn', onclick: () => resolve(a) }, 'Resolve') : null));
-      api.get(`/api/v1/flags/${seg(a.flag_key)}/metrics`).then((m) => replace(chart, variantBars(m))).catch(() => {});
+      const k = seg(a.flag_key);
+      Promise.all([api.get(`/api/v1/flags/${k}/metrics/series?window=1h&step=1m`), api.get(`/api/v1/flags/${k}/history?limit=50`)])
+        .then(([s, hist]) => replace(chart, lineChart(s, hist.records))).catch(() => {});
     }
     replace(list, cards);
   }

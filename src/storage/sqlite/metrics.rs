@@ -13,7 +13,7 @@ use crate::metrics::BucketDelta;
 use crate::model::{Committed, FlagRecord, Revision};
 use crate::storage::metrics::{
     AnomalyQuery, AnomalyRecord, AnomalyStore, GuardRecord, MetricStore, MetricTotal, NewAnomaly,
-    TotalsQuery,
+    SeriesPoint, TotalsQuery,
 };
 
 fn add(conn: &mut Connection, deltas: &[BucketDelta]) -> Result<()> {
@@ -59,6 +59,27 @@ fn totals(conn: &Connection, q: &TotalsQuery) -> Result<Vec<MetricTotal>> {
                 event_type: r.get(1)?,
                 count: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
                 sum: r.get(3)?,
+            })
+        })
+        .map_err(db_err)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+}
+
+fn series(conn: &Connection, flag_key: &str, from: i64, step: i64) -> Result<Vec<SeriesPoint>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT ?2 + ((bucket - ?2) / ?3) * ?3 AS t, variant, event_type, SUM(count)
+             FROM metric_buckets WHERE flag_key = ?1 AND bucket >= ?2
+             GROUP BY t, variant, event_type ORDER BY t, variant, event_type",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![flag_key, from, step], |r| {
+            Ok(SeriesPoint {
+                t: r.get(0)?,
+                variant: r.get(1)?,
+                event_type: r.get(2)?,
+                count: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
             })
         })
         .map_err(db_err)?;
@@ -198,6 +219,16 @@ impl MetricStore for SqliteStore {
         self.pool
             .read(move |c| queries.iter().map(|q| totals(c, q)).collect())
             .await
+    }
+
+    async fn metric_series(
+        &self,
+        flag_key: &str,
+        from: i64,
+        step: i64,
+    ) -> Result<Vec<SeriesPoint>> {
+        let key = own(flag_key);
+        self.pool.read(move |c| series(c, &key, from, step)).await
     }
 
     async fn prune_buckets(&self, before: i64) -> Result<u64> {
