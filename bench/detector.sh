@@ -12,7 +12,10 @@
 #      flagbase.flag.disabled message on the bus (anomaly.interval 1s).
 #
 # Settings (environment): DURATION (10s), WARMUP (2s), CONNECTIONS (32),
-# ROUNDS (3), SERVER_CPU (1), CLIENT_CPU (0), SKIP_BUILD=1.
+# ROUNDS (3), SERVER_CPU (1), CLIENT_CPU (0), SKIP_BUILD=1, PROFILE=1 (part
+# 1 also profiles the counting code with perf), PARTS (which
+# of the measurements below to run, numbered as in their headings; default
+# "0 1 2 3 4").
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +27,8 @@ ROUNDS=${ROUNDS:-3}
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 LUA=$REPO/bench/wrk-report.lua
+PARTS=${PARTS:-0 1 2 3 4}
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 
 NAME=detector.sh
 # shellcheck source=bench/lib.sh
@@ -99,17 +104,24 @@ bench() { # LABEL METHOD URL BODY
 }
 
 # ------------------------------------------------ 0. exposure cost in process
+if part 0; then
 echo "== 0. counting one exposure, in process (examples/exposure_cost.rs)"
 if [[ "${SKIP_BUILD:-}" != 1 ]]; then
     cargo build --release --quiet --example exposure_cost
 fi
 taskset -c "$SERVER_CPU" "$TARGET/release/examples/exposure_cost"
+fi
 
 # ------------------------------------------------ 1. exposure counting cost
+if part 1; then
 echo "== 1. evaluation with exposure counting off/on, $ROUNDS interleaved rounds"
 OFREP_BODY='{"context":{"targetingKey":"user-42","plan":"free"}}'
 for round in $(seq "$ROUNDS"); do
-    for mode in false true; do
+    # The order alternates, so a machine that drifts during the run does
+    # not favour one mode.
+    modes="false true"
+    ((round % 2)) || modes="true false"
+    for mode in $modes; do
         start --set "metrics.count_exposures=$mode"
         flags 20
         bench "eval.1flag.count_$mode.r$round" GET "$BASE/api/v1/flags/bench-0001/evaluate?plan=free" ""
@@ -126,16 +138,45 @@ python3 - "$WORK/results" <<'PY'
 import re, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    m = re.match(r"RESULT (\S+)\.count_(true|false)\.r\d+ rps=(\d+)", line)
+    m = re.match(r"RESULT (\S+)\.count_(true|false)\.r(\d+) rps=(\d+)", line)
     if m:
-        rows.setdefault((m[1], m[2]), []).append(int(m[3]))
+        rows.setdefault((m[1], m[2]), {})[int(m[3])] = int(m[4])
 for name in sorted({k[0] for k in rows}):
     off, on = rows[(name, "false")], rows[(name, "true")]
-    mo, mn = statistics.median(off), statistics.median(on)
-    print(f"SUMMARY {name}: off {off} on {on}; median off {mo:.0f} on {mn:.0f} req/s; cost {100 * (mo - mn) / mo:+.1f} %")
+    mo, mn = statistics.median(off.values()), statistics.median(on.values())
+    # Each round's two servers ran back to back: the per-round difference
+    # is less exposed to a machine that drifts than the two medians are.
+    paired = sorted(100 * (off[r] - on[r]) / off[r] for r in off if r in on)
+    print(f"SUMMARY {name}: off {list(off.values())} on {list(on.values())}; "
+          f"median off {mo:.0f} on {mn:.0f} req/s; cost {100 * (mo - mn) / mo:+.1f} %; "
+          f"per round {', '.join(f'{c:+.1f}' for c in paired)} %, median {statistics.median(paired):+.1f} %")
 PY
+# With PROFILE=1 (needs perf): the share of the server's CPU samples in
+# the counting code itself (`flagbase::metrics::`, where the map lookups are
+# inlined), under the same load with counting on. An HTTP comparison on
+# this machine varies by ±8 % between rounds; this resolves 0.1 %.
+if [[ "${PROFILE:-}" == 1 ]]; then
+    command -v perf >/dev/null || die "PROFILE=1 needs perf (apt-get install linux-perf)"
+    start --set metrics.count_exposures=true
+    flags 20
+    for target in "eval.1flag GET $BASE/api/v1/flags/bench-0001/evaluate?plan=free" \
+                  "ofrep.bulk20 POST $BASE/ofrep/v1/evaluate/flags"; do
+        read -r label method url <<<"$target"
+        body=; [[ "$method" == POST ]] && body=$OFREP_BODY
+        perf record -q -F 2000 -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep "${DURATION%s}" 2>/dev/null &
+        perf_pid=$!
+        bench "profile.$label" "$method" "$url" "$body" >/dev/null
+        wait "$perf_pid" || true
+        perf report -i "$WORK/perf.data" --no-children --sort sym --stdio 2>/dev/null \
+            | awk -v label="$label" '/flagbase::metrics::/ {gsub("%", "", $1); share += $1; names = names " " $NF}
+                END {printf "SUMMARY %s: counting code %.2f %% of the server CPU samples (%s)\n", label, share, names}'
+    done
+    stop_server
+fi
+fi
 
 # ------------------------------------------------ 2. ingest
+if part 2; then
 echo "== 2. ingest through POST /api/v1/events"
 start
 flags 10
@@ -152,8 +193,10 @@ done
 rows=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from metric_buckets").fetchone()[0])' "$WORK/fb/flagbase.db")
 echo "SUMMARY ingest: $rows bucket rows stored after both runs (bounded by flags x variants x types x buckets)"
 stop_server
+fi
 
 # ------------------------------------------------ 3. tick time, 1,000 guarded flags
+if part 3; then
 echo "== 3. detector tick with 1,000 guarded flags"
 export FLAGBASE_LOG="warn,flagbase::anomaly=debug"
 start --set anomaly.interval=2s --set anomaly.window=5m
@@ -191,8 +234,10 @@ ms = [json.loads(l)["elapsed_ms"] for l in sys.stdin if "\"flags\":1000" in l]
 assert len(ms) >= 10, f"only {len(ms)} ticks over 1000 flags"
 print(f"SUMMARY tick over 1000 guarded flags: {len(ms)} ticks, median {statistics.median(ms):.1f} ms, max {max(ms):.1f} ms")'
 stop_server
+fi
 
 # ------------------------------------------------ 4. event -> flagbase.flag.disabled
+if part 4; then
 echo "== 4. from the 11th error to flagbase.flag.disabled (anomaly.interval 1s)"
 start --set anomaly.interval=1s --set metrics.flush_interval=1s
 flags 20
@@ -232,3 +277,4 @@ lat.sort()
 print(f"SUMMARY event -> flagbase.flag.disabled, interval 1s, 20 flags: median {statistics.median(lat):.0f} ms, p95 {lat[18]:.0f} ms, max {lat[-1]:.0f} ms")
 PY
 stop_server
+fi
