@@ -41,7 +41,8 @@
 #
 # Settings (environment): DURATION (5, seconds), WARMUP (2), ROUNDS (3),
 # SCHED, NICE, SERVER_CPU (1), CLIENT_CPU (0), NATS_SERVER
-# (/usr/sbin/nats-server), SKIP_BUILD=1.
+# (/usr/sbin/nats-server), SKIP_BUILD=1, ONLY (a regex: only the rows whose
+# label matches, e.g. ONLY='req/rep').
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -118,6 +119,13 @@ ROWS=(
     "req/rep 16 B seq|reqrep 16 1"
     "req/rep 16 B ×64|reqrep 16 64"
 )
+# ONLY: run just the rows whose label matches this extended regex.
+if [[ -n "${ONLY:-}" ]]; then
+    kept=()
+    for row in "${ROWS[@]}"; do [[ "${row%%|*}" =~ $ONLY ]] && kept+=("$row"); done
+    ((${#kept[@]})) || die "no row matches ONLY=$ONLY"
+    ROWS=("${kept[@]}")
+fi
 declare -A RATE LOSS CUT RSS CPU
 
 # cpu_ticks PID: user + system CPU time of a process, in clock ticks.
