@@ -457,14 +457,18 @@ async fn a_fast_publisher_is_slowed_to_a_reading_subscriber_and_nothing_is_lost(
     sub.send("SUB flow 1\r\n").await;
     sub.sync().await;
 
-    // 16 × max_pending in all.
-    let payload = "y".repeat(1024);
+    // 16 × max_pending in all, each message numbered so that order is
+    // checked too: part of the stream is written directly by the
+    // publisher's reader, part by the subscriber's writer task.
+    let size = 1024;
     let count = 1024;
     let (mut publisher, _) = Raw::connect(&server, QUIET).await;
-    let publish = format!("PUB flow {}\r\n{payload}\r\n", payload.len());
     let sending = tokio::spawn(async move {
-        for _ in 0..count {
-            publisher.send(&publish).await;
+        for i in 0..count {
+            let payload = format!("{i:08}{}", "y".repeat(size - 8));
+            publisher
+                .send(&format!("PUB flow {size}\r\n{payload}\r\n"))
+                .await;
         }
         publisher.sync().await;
     });
@@ -476,8 +480,13 @@ async fn a_fast_publisher_is_slowed_to_a_reading_subscriber_and_nothing_is_lost(
             line.starts_with("MSG flow 1 1024"),
             "got {line:?} after {received}"
         );
-        let mut body = vec![0u8; payload.len() + 2];
+        let mut body = vec![0u8; size + 2];
         sub.reader.read_exact(&mut body).await.unwrap();
+        assert_eq!(
+            &body[..8],
+            format!("{received:08}").as_bytes(),
+            "message {received} out of order"
+        );
         received += 1;
         // A slow reader: it yields between messages.
         if received % 64 == 0 {
@@ -486,6 +495,60 @@ async fn a_fast_publisher_is_slowed_to_a_reading_subscriber_and_nothing_is_lost(
     }
     sending.await.unwrap();
     assert_eq!(received, count);
+}
+
+/// On a multi-threaded runtime two publishers' readers and the
+/// subscriber's writer task all write to the subscriber's socket in turns;
+/// whatever one of them leaves unwritten must go out before anything queued
+/// after it, or messages would be cut in two or reordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_publishers_to_one_slow_subscriber_keep_framing_and_order() {
+    let server = start_with(|o| o.max_pending = 4 << 20, Arc::new(AllowAll)).await;
+    let (mut sub, _) = Raw::connect(&server, QUIET).await;
+    sub.send("SUB order 1\r\n").await;
+    sub.sync().await;
+
+    let (size, count) = (1024, 2000);
+    let mut senders = Vec::new();
+    for name in ["a", "b"] {
+        let (mut publisher, _) = Raw::connect(&server, QUIET).await;
+        senders.push(tokio::spawn(async move {
+            for i in 0..count {
+                let payload = format!("{name}{i:07}{}", "y".repeat(size - 8));
+                publisher
+                    .send(&format!("PUB order {size}\r\n{payload}\r\n"))
+                    .await;
+            }
+            publisher.sync().await;
+        }));
+    }
+
+    let mut next = std::collections::HashMap::from([(b'a', 0u32), (b'b', 0u32)]);
+    for received in 0..2 * count {
+        let line = sub.line().await;
+        assert_eq!(
+            line,
+            format!("MSG order 1 {size}"),
+            "after {received} messages"
+        );
+        let mut body = vec![0u8; size + 2];
+        sub.reader.read_exact(&mut body).await.unwrap();
+        assert_eq!(&body[size..], b"\r\n", "message {received} is not whole");
+        let expected = next.get_mut(&body[0]).expect("a publisher's name");
+        let number: u32 = std::str::from_utf8(&body[1..8]).unwrap().parse().unwrap();
+        assert_eq!(
+            number, *expected,
+            "publisher {} out of order",
+            body[0] as char
+        );
+        *expected += 1;
+        if received % 128 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
 }
 
 #[tokio::test]

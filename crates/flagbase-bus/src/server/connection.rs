@@ -57,8 +57,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
     let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
     let options = &shared.options;
     let high_water = options.high_water.min(options.max_pending / 2);
-    let outbox = Arc::new(Outbox::new(id, options.max_pending, high_water));
     let (reader, writer) = stream.into_split();
+    let outbox = Arc::new(Outbox::new(id, options.max_pending, high_water, writer));
 
     let mut info = Info::new(shared.server_id.clone(), shared.options.version.clone());
     info.server_name = shared.options.server_name.clone();
@@ -82,7 +82,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
     };
     // Reading and writing run in this one task, so dropping the task (on
     // server shutdown) closes both halves of the socket.
-    tokio::join!(connection.read_loop(reader), outbox.write_loop(writer));
+    tokio::join!(connection.read_loop(reader), outbox.write_loop());
 }
 
 impl Connection {
@@ -299,11 +299,11 @@ impl Connection {
         ControlFlow::Continue(())
     }
 
-    /// Wakes the writer of every connection this one delivered to since the
-    /// last call.
+    /// Flushes (or, when their writer is busy, wakes the writer of) every
+    /// connection this one delivered to since the last call.
     fn wake_writers(&mut self) {
         for outbox in self.wake.drain(..) {
-            outbox.wake();
+            outbox.flush_or_wake();
         }
     }
 

@@ -10,6 +10,15 @@
 //! drains below the mark or a short stall limit passes, so a fast publisher
 //! is slowed to its subscriber's pace instead of getting it cut off.
 //!
+//! Who writes: a connection's own writer task, or, when it is idle, the
+//! connection that just delivered to it. At the end of each read, a reader
+//! writes what it queued for an idle destination itself, with one
+//! non-blocking `writev` (as nats-server flushes from the reading
+//! goroutine); only what the socket does not take at once is left to the
+//! writer task. That saves a task wake-up per hop, which is what a
+//! request/reply round trip with one request in flight is made of. One
+//! writer at a time (`State::busy`), so bytes leave in the order queued.
+//!
 //! The backlog is a queue of 64 KiB chunks, not one growing buffer: the
 //! writer takes at most about 1 MiB of them per `writev`, so memory is the
 //! backlog itself (no second buffer being written, no doubling slack), and a
@@ -18,9 +27,9 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{watch, Notify};
 
 use super::Message;
@@ -43,6 +52,10 @@ pub(crate) struct Outbox {
     max_pending: usize,
     high_water: usize,
     state: Mutex<State>,
+    /// The socket's write half, shared by the writer task and direct
+    /// flushes; taken (and so, once the last flush has let go of it, shut
+    /// down) when the writer is done.
+    socket: Mutex<Option<Arc<OwnedWriteHalf>>>,
     wake: Notify,
     /// Signalled each time the writer has written a batch.
     drained: Notify,
@@ -67,6 +80,9 @@ struct State {
     writing: usize,
     /// Empty chunks for reuse.
     spare: Vec<Vec<u8>>,
+    /// Someone (the writer task or a direct flush) is writing to the
+    /// socket; nobody else may until they are done.
+    busy: bool,
     closed: bool,
 }
 
@@ -78,7 +94,12 @@ impl State {
 }
 
 impl Outbox {
-    pub(crate) fn new(id: u64, max_pending: usize, high_water: usize) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        max_pending: usize,
+        high_water: usize,
+        socket: OwnedWriteHalf,
+    ) -> Self {
         Outbox {
             id,
             max_pending,
@@ -88,8 +109,10 @@ impl Outbox {
                 queued: 0,
                 writing: 0,
                 spare: Vec::new(),
+                busy: false,
                 closed: false,
             }),
+            socket: Mutex::new(Some(Arc::new(socket))),
             wake: Notify::new(),
             drained: Notify::new(),
             closed: watch::Sender::new(false),
@@ -223,58 +246,153 @@ impl Outbox {
         self.closed.subscribe()
     }
 
+    /// Writes what is queued now from the caller's task, if nobody is
+    /// writing and the socket takes it without waiting; whatever it does
+    /// not take (or everything, if the writer task is busy) is left to the
+    /// writer task, which is woken for it.
+    pub(crate) fn flush_or_wake(&self) {
+        let Some(socket) = self.socket.lock().expect("outbox socket lock").clone() else {
+            return;
+        };
+        let mut batch = {
+            let mut state = self.state.lock().expect("outbox lock");
+            if state.busy || state.chunks.is_empty() {
+                drop(state);
+                self.wake();
+                return;
+            }
+            state.busy = true;
+            take_batch(&mut state)
+        };
+        let written = try_write_batch(&socket, &batch);
+        let mut state = self.state.lock().expect("outbox lock");
+        state.busy = false;
+        state.writing = 0;
+        match written {
+            Ok(written) => {
+                // What the socket did not take goes back to the front, in
+                // order, for the writer task.
+                let mut left = written;
+                let mut unwritten = Vec::new();
+                for mut chunk in batch.drain(..) {
+                    if left >= chunk.len() {
+                        left -= chunk.len();
+                        recycle(&mut state, chunk);
+                    } else {
+                        chunk.drain(..left);
+                        left = 0;
+                        unwritten.push(chunk);
+                    }
+                }
+                for chunk in unwritten.into_iter().rev() {
+                    state.queued += chunk.len();
+                    state.chunks.push_front(chunk);
+                }
+                let more = !state.chunks.is_empty() || state.closed;
+                drop(state);
+                self.drained.notify_waiters();
+                if more {
+                    self.wake();
+                }
+            }
+            Err(_) => {
+                drop(state);
+                self.close();
+                self.drained.notify_waiters();
+            }
+        }
+    }
+
     /// Writes pending output until the outbox is closed and drained, or the
     /// socket fails.
-    pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(&self, mut socket: W) {
-        let mut batch: Vec<Vec<u8>> = Vec::new();
+    pub(crate) async fn write_loop(&self) {
+        let Some(socket) = self.socket.lock().expect("outbox socket lock").clone() else {
+            return;
+        };
         loop {
-            let closed = {
+            let (mut batch, closed) = {
                 let mut state = self.state.lock().expect("outbox lock");
-                let mut size = 0;
-                while size < MAX_WRITE && batch.len() < MAX_SLICES {
-                    let Some(chunk) = state.chunks.pop_front() else {
-                        break;
-                    };
-                    size += chunk.len();
-                    batch.push(chunk);
+                if state.busy {
+                    // A direct flush is writing; it wakes us when done.
+                    (Vec::new(), false)
+                } else {
+                    let batch = take_batch(&mut state);
+                    state.busy = !batch.is_empty();
+                    (batch, state.closed)
                 }
-                state.queued -= size;
-                state.writing = size;
-                state.closed
             };
             if !batch.is_empty() {
-                if write_all_vectored(&mut socket, &batch).await.is_err() {
-                    self.close();
-                    self.drained.notify_waiters();
-                    return;
-                }
+                let result = write_all_vectored(&socket, &batch).await;
                 let mut state = self.state.lock().expect("outbox lock");
                 state.writing = 0;
-                for mut chunk in batch.drain(..) {
-                    // Chunks grown by a large message are not kept.
-                    if state.spare.len() < KEEP_CHUNKS && chunk.capacity() == CHUNK {
-                        chunk.clear();
-                        state.spare.push(chunk);
-                    }
+                state.busy = false;
+                if result.is_err() {
+                    drop(state);
+                    self.close();
+                    self.drained.notify_waiters();
+                    break;
+                }
+                for chunk in batch.drain(..) {
+                    recycle(&mut state, chunk);
                 }
                 drop(state);
                 self.drained.notify_waiters();
             } else if closed {
-                let _ = socket.shutdown().await;
-                return;
+                break;
             } else {
                 self.wake.notified().await;
             }
         }
+        // The write half shuts down once the last direct flush holding it
+        // lets go (tokio shuts it down when it is dropped).
+        self.socket.lock().expect("outbox socket lock").take();
+    }
+}
+
+/// Takes up to `MAX_WRITE` bytes (at most `MAX_SLICES` chunks) from the
+/// front of the backlog; they count as being written.
+fn take_batch(state: &mut State) -> Vec<Vec<u8>> {
+    let mut batch = Vec::new();
+    let mut size = 0;
+    while size < MAX_WRITE && batch.len() < MAX_SLICES {
+        let Some(chunk) = state.chunks.pop_front() else {
+            break;
+        };
+        size += chunk.len();
+        batch.push(chunk);
+    }
+    state.queued -= size;
+    state.writing = size;
+    batch
+}
+
+/// Keeps a written chunk for reuse, up to `KEEP_CHUNKS`; chunks grown by
+/// a large message are not kept.
+fn recycle(state: &mut State, mut chunk: Vec<u8>) {
+    if state.spare.len() < KEEP_CHUNKS && chunk.capacity() == CHUNK {
+        chunk.clear();
+        state.spare.push(chunk);
+    }
+}
+
+/// One non-blocking `writev` of the batch: how many bytes the socket took
+/// (0 when it is full).
+fn try_write_batch(socket: &OwnedWriteHalf, chunks: &[Vec<u8>]) -> io::Result<usize> {
+    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+    for (slice, chunk) in slices.iter_mut().zip(chunks) {
+        *slice = IoSlice::new(chunk);
+    }
+    match socket.try_write_vectored(&slices[..chunks.len().min(MAX_SLICES)]) {
+        Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
     }
 }
 
 /// Writes every byte of `chunks`, in order, with as few `writev` calls as
 /// the socket allows.
-async fn write_all_vectored<W: AsyncWrite + Unpin>(
-    socket: &mut W,
-    chunks: &[Vec<u8>],
-) -> io::Result<()> {
+async fn write_all_vectored(socket: &OwnedWriteHalf, chunks: &[Vec<u8>]) -> io::Result<()> {
     // Position: chunk `index`, byte `offset` in it.
     let (mut index, mut offset) = (0, 0);
     loop {
@@ -292,10 +410,13 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
             slices[count] = IoSlice::new(&chunk[from..]);
             count += 1;
         }
-        let mut written = socket.write_vectored(&slices[..count]).await?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
+        socket.writable().await?;
+        let mut written = match socket.try_write_vectored(&slices[..count]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
         while written > 0 {
             let left = chunks[index].len() - offset;
             if written < left {
