@@ -517,13 +517,17 @@ impl Functions {
             max_output: usize::try_from(self.config.max_output_bytes).unwrap_or(usize::MAX),
             host,
         };
+        // A task of its own (on this worker, no thread hop), so a run
+        // goes to its end even if the caller hangs up meanwhile: a module
+        // is never stopped between two of its host calls.
         let runtime = self.runtime.clone();
-        blocking(move || {
-            let finished = runtime.run(&prepared, input);
+        tokio::spawn(async move {
+            let finished = runtime.run(&prepared, input).await;
             drop(permit);
-            Ok(finished)
+            finished
         })
         .await
+        .map_err(|e| Error::internal(format!("function run: {e}")))
     }
 
     /// Turns a finished run into a response or an error, and records it.

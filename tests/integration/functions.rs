@@ -573,6 +573,65 @@ async fn functions_host_calls_evaluate_flags_name_the_caller_and_reach_only_thei
     assert_eq!(object.body, json!("saved"));
 }
 
+/// A run goes to its end when the caller hangs up: the module is never
+/// stopped between two host calls (here: after its work, before it stores
+/// the result).
+#[tokio::test]
+async fn functions_run_to_their_end_when_the_caller_hangs_up() {
+    let w = world().await;
+    let put = r#"(import "flagbase" "bucket_put" (func $put (param i32 i32 i32 i32 i32 i32) (result i32)))"#;
+    // Some hundreds of milliseconds of work, then the write.
+    let work_then_store = "(block (result i32)
+        (loop $spin
+          (local.set $n (i32.add (local.get $n) (i32.const 1)))
+          (br_if $spin (i32.lt_u (local.get $n) (i32.const 400000000))))
+        (call $put (i32.const 1024) (i32.const 5) (i32.const 1040) (i32.const 9) (i32.const 1056) (i32.const 4)))";
+    deployed(
+        &w,
+        "slow-store",
+        host_call(
+            put,
+            work_then_store,
+            &[(1024, "notes"), (1040, "later.txt"), (1056, "done")],
+        ),
+    )
+    .await;
+    patch(
+        &w,
+        "slow-store",
+        json!({"buckets": ["notes"], "timeout": "20s"}),
+    )
+    .await;
+    let hung_up =
+        w.fb.http
+            .post(w.fb.url("/functions/slow-store"))
+            .bearer_auth(&w.user)
+            .timeout(std::time::Duration::from_millis(30))
+            .send()
+            .await;
+    assert!(
+        hung_up.is_err(),
+        "the call should outlast its 30 ms: {hung_up:?}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let object =
+            w.fb.get("/api/v1/buckets/notes/objects/later.txt", Some(&w.user))
+                .await;
+        if object.status == 200 {
+            assert_eq!(object.body, json!("done"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never stored its result: {} {}",
+            object.status,
+            object.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn functions_survive_a_restart_from_the_artifact_cache() {
     let w = world().await;
