@@ -74,6 +74,31 @@ fn bench(c: &mut Criterion) {
         });
         g.finish();
     }
+    // Many users in a row, as a server checks a flag per request: each
+    // iteration takes the next of 64 contexts (no `black_box` round trip
+    // through memory on the key and context for every check).
+    let users: Vec<Context> = (0..64)
+        .map(|i| Context::with_targeting_key(format!("user-{i}")).with("role", "developer"))
+        .collect();
+    for key in ["simple", "one-rule", "ten-rules", "rollout", "variants"] {
+        let mut g = c.benchmark_group(format!("{key}/users"));
+        let key = black_box(key);
+        g.bench_function("sdk", |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & 63;
+                sdk.is_enabled(key, &users[i])
+            })
+        });
+        g.bench_function("engine", |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & 63;
+                matches!(engine.evaluate(key, &users[i]).value, Value::Bool(true))
+            })
+        });
+        g.finish();
+    }
     let mut g = c.benchmark_group("variant");
     g.bench_function("engine", |b| {
         b.iter(|| {
