@@ -100,8 +100,11 @@ pub struct Functions {
     active: RwLock<HashMap<String, Arc<Active>>>,
     writer: tokio::sync::Mutex<()>,
     permits: Arc<Semaphore>,
-    log: Mutex<HashMap<String, VecDeque<InvocationRecord>>>,
+    log: Arc<InvocationLog>,
 }
+
+/// Recent invocations per function, oldest first.
+type InvocationLog = Mutex<HashMap<String, VecDeque<InvocationRecord>>>;
 
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
@@ -165,7 +168,7 @@ impl Functions {
             config,
             active: RwLock::new(active),
             writer: tokio::sync::Mutex::new(()),
-            log: Mutex::new(HashMap::new()),
+            log: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -482,25 +485,6 @@ impl Functions {
             caller: json!({ "user_id": who.id, "role": role }),
             buckets: active.settings.buckets.clone(),
         };
-        let finished = self
-            .run(name, active, call.body, vars, Box::new(host))
-            .await?;
-        let result = self.conclude(name, active, finished, who.id.clone());
-        if let (Some(flag), Err(_)) = (&active.settings.flag_key, &result) {
-            self.events
-                .record(flag, &variant, crate::metrics::ERROR, 1.0);
-        }
-        result
-    }
-
-    async fn run(
-        &self,
-        name: &str,
-        active: &Arc<Active>,
-        stdin: Vec<u8>,
-        env: Vec<String>,
-        host: Box<dyn Host>,
-    ) -> Result<Finished> {
         let permit = self.permits.clone().try_acquire_owned().map_err(|_| {
             Error::Unavailable(format!(
                 "too many functions are running (functions.max_concurrency = {}); retry shortly",
@@ -509,85 +493,146 @@ impl Functions {
         })?;
         let prepared = self.prepared(active).await?;
         let input = Input {
-            stdin,
-            env,
+            stdin: call.body,
+            env: vars,
             program: name.to_string(),
             timeout: active.settings.timeout(),
             memory_limit: active.settings.memory_limit,
             max_output: usize::try_from(self.config.max_output_bytes).unwrap_or(usize::MAX),
-            host,
+            host: Box::new(host),
         };
-        // A task of its own (on this worker, no thread hop), so a run
-        // goes to its end even if the caller hangs up meanwhile: a module
-        // is never stopped between two of its host calls.
+        // The run and what must follow it (the invocation log, the error
+        // event for the function's flag) are a task of their own, on this
+        // worker (no thread hop): they go to their end even if the caller
+        // hangs up meanwhile, so a module is never stopped between two of
+        // its host calls and a run the caller did not wait for still counts.
         let runtime = self.runtime.clone();
+        let log = self.log.clone();
+        let events = self.events.clone();
+        let limits = LogLimits {
+            max_output_bytes: self.config.max_output_bytes,
+            keep: self.config.invocation_log,
+        };
+        let (name, active, caller) = (name.to_string(), active.clone(), who.id.clone());
         tokio::spawn(async move {
             let finished = runtime.run(&prepared, input).await;
             drop(permit);
-            finished
+            let result = conclude(&log, limits, &name, &active, finished, caller);
+            if let (Some(flag), Err(_)) = (&active.settings.flag_key, &result) {
+                events.record(flag, &variant, crate::metrics::ERROR, 1.0);
+            }
+            result
         })
         .await
-        .map_err(|e| Error::internal(format!("function run: {e}")))
+        .map_err(|e| Error::internal(format!("function run: {e}")))?
     }
+}
 
-    /// Turns a finished run into a response or an error, and records it.
-    fn conclude(
-        &self,
-        name: &str,
-        active: &Active,
-        finished: Finished,
-        caller: String,
-    ) -> Result<CgiResponse> {
-        let limit = self.config.max_output_bytes;
-        let (outcome, exit_code, result): (&'static str, Option<i32>, Result<CgiResponse>) = match finished.outcome {
+/// What the invocation log needs from the configuration.
+#[derive(Clone, Copy)]
+struct LogLimits {
+    max_output_bytes: u64,
+    /// Records kept per function.
+    keep: usize,
+}
+
+/// Turns a finished run into a response or an error, and records it.
+fn conclude(
+    log: &InvocationLog,
+    limits: LogLimits,
+    name: &str,
+    active: &Active,
+    finished: Finished,
+    caller: String,
+) -> Result<CgiResponse> {
+    let limit = limits.max_output_bytes;
+    let (outcome, exit_code, result): (&'static str, Option<i32>, Result<CgiResponse>) =
+        match finished.outcome {
             Outcome::Ok => match cgi::parse_output(finished.stdout) {
                 Ok(response) => ("ok", Some(0), Ok(response)),
-                Err(why) => ("ok", Some(0), Err(Error::Failed(format!("function {name}: {why}")))),
+                Err(why) => (
+                    "ok",
+                    Some(0),
+                    Err(Error::Failed(format!("function {name}: {why}"))),
+                ),
             },
-            Outcome::Exit(code) => ("exit", Some(code), Err(Error::Failed(format!("function {name} exited with status {code}")))),
-            Outcome::Timeout => ("timeout", None, Err(Error::Timeout(format!(
-                "function {name} ran past its timeout of {}", active.settings.timeout
-            )))),
-            Outcome::Memory => ("memory", None, Err(Error::Failed(format!(
-                "function {name} exceeded its memory limit of {} bytes", active.settings.memory_limit
-            )))),
-            Outcome::OutputTooLarge => ("output_too_large", None, Err(Error::Failed(format!(
-                "function {name} wrote more than {limit} bytes of output (functions.max_output_bytes)"
-            )))),
-            Outcome::StackOverflow => ("stack_overflow", None, Err(Error::Failed(format!(
-                "function {name} exhausted its stack (too deep a recursion)"
-            )))),
-            Outcome::Trap(why) => ("trap", None, Err(Error::Failed(format!("function {name} trapped: {why}")))),
-            Outcome::Instantiate(why) => ("instantiate", None, Err(Error::Failed(format!("function {name} cannot start: {why}")))),
+            Outcome::Exit(code) => (
+                "exit",
+                Some(code),
+                Err(Error::Failed(format!(
+                    "function {name} exited with status {code}"
+                ))),
+            ),
+            Outcome::Timeout => (
+                "timeout",
+                None,
+                Err(Error::Timeout(format!(
+                    "function {name} ran past its timeout of {}",
+                    active.settings.timeout
+                ))),
+            ),
+            Outcome::Memory => (
+                "memory",
+                None,
+                Err(Error::Failed(format!(
+                    "function {name} exceeded its memory limit of {} bytes",
+                    active.settings.memory_limit
+                ))),
+            ),
+            Outcome::OutputTooLarge => (
+                "output_too_large",
+                None,
+                Err(Error::Failed(format!(
+            "function {name} wrote more than {limit} bytes of output (functions.max_output_bytes)"
+        ))),
+            ),
+            Outcome::StackOverflow => (
+                "stack_overflow",
+                None,
+                Err(Error::Failed(format!(
+                    "function {name} exhausted its stack (too deep a recursion)"
+                ))),
+            ),
+            Outcome::Trap(why) => (
+                "trap",
+                None,
+                Err(Error::Failed(format!("function {name} trapped: {why}"))),
+            ),
+            Outcome::Instantiate(why) => (
+                "instantiate",
+                None,
+                Err(Error::Failed(format!(
+                    "function {name} cannot start: {why}"
+                ))),
+            ),
         };
-        let stderr_tail = String::from_utf8_lossy(&finished.stderr).into_owned();
-        if !stderr_tail.is_empty() {
-            tracing::info!(function = %name, stderr = %stderr_tail, "function stderr");
-        }
-        let status = match &result {
-            Ok(r) => r.status,
-            Err(Error::Timeout(_)) => 504,
-            Err(_) => 500,
-        };
-        let record = InvocationRecord {
-            at: Utc::now(),
-            version: active.version,
-            duration_us: finished.duration.as_micros() as u64,
-            status,
-            outcome,
-            exit_code,
-            stderr_tail,
-            caller,
-        };
-        let mut log = self.log.lock().expect("invocation log");
-        let entries = log.entry(name.to_string()).or_default();
-        if entries.len() >= self.config.invocation_log {
-            entries.pop_front();
-        }
-        entries.push_back(record);
-        drop(log);
-        result
+    let stderr_tail = String::from_utf8_lossy(&finished.stderr).into_owned();
+    if !stderr_tail.is_empty() {
+        tracing::info!(function = %name, stderr = %stderr_tail, "function stderr");
     }
+    let status = match &result {
+        Ok(r) => r.status,
+        Err(Error::Timeout(_)) => 504,
+        Err(_) => 500,
+    };
+    let record = InvocationRecord {
+        at: Utc::now(),
+        version: active.version,
+        duration_us: finished.duration.as_micros() as u64,
+        status,
+        outcome,
+        exit_code,
+        stderr_tail,
+        caller,
+    };
+    let mut log = log.lock().expect("invocation log");
+    let entries = log.entry(name.to_string()).or_default();
+    if entries.len() >= limits.keep {
+        entries.pop_front();
+    }
+    entries.push_back(record);
+    drop(log);
+    result
 }
 
 /// The variant name the detector counts under, as evaluations name it.

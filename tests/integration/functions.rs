@@ -575,7 +575,7 @@ async fn functions_host_calls_evaluate_flags_name_the_caller_and_reach_only_thei
 
 /// A run goes to its end when the caller hangs up: the module is never
 /// stopped between two host calls (here: after its work, before it stores
-/// the result).
+/// the result), and the run is in the invocation log like any other.
 #[tokio::test]
 async fn functions_run_to_their_end_when_the_caller_hangs_up() {
     let w = world().await;
@@ -629,6 +629,33 @@ async fn functions_run_to_their_end_when_the_caller_hangs_up() {
             object.body
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Logged once the run has concluded, just after its last host call.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let log =
+            w.fb.get("/api/v1/functions/slow-store/invocations", Some(&w.dev))
+                .await;
+        let runs = log.body["invocations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if let Some(run) = runs.first() {
+            assert_eq!(
+                run["caller"].as_str(),
+                Some(w.user_id.as_str()),
+                "{}",
+                log.body
+            );
+            assert_eq!(run["outcome"], "ok", "{}", log.body);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run was never logged: {}",
+            log.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
