@@ -80,8 +80,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         wake: Vec::new(),
         routes: RouteCache::default(),
     };
-    // Reading and writing run in this one task, so dropping the task (on
-    // server shutdown) closes both halves of the socket.
+    // Reading and writing run in this one task. Dropping it (on server
+    // shutdown) closes the read half; the write half, which direct flushes
+    // share through the outbox, shuts down when the last holder lets go.
     tokio::join!(connection.read_loop(reader), outbox.write_loop());
 }
 

@@ -17,7 +17,8 @@
 //! goroutine); only what the socket does not take at once is left to the
 //! writer task. That saves a task wake-up per hop, which is what a
 //! request/reply round trip with one request in flight is made of. One
-//! writer at a time (`State::busy`), so bytes leave in the order queued.
+//! writer at a time (`State::writing` is non-zero while one holds the socket),
+//! so bytes leave in the order queued.
 //!
 //! The backlog is a queue of 64 KiB chunks, not one growing buffer: the
 //! writer takes at most about 1 MiB of them per `writev`, so memory is the
@@ -76,13 +77,11 @@ struct State {
     chunks: VecDeque<Vec<u8>>,
     /// Bytes in `chunks`.
     queued: usize,
-    /// Bytes the writer has taken and not finished writing.
+    /// Bytes the writer task or a direct flush has taken and not finished
+    /// writing; while it is non-zero nobody else may write to the socket.
     writing: usize,
     /// Empty chunks for reuse.
     spare: Vec<Vec<u8>>,
-    /// Someone (the writer task or a direct flush) is writing to the
-    /// socket; nobody else may until they are done.
-    busy: bool,
     closed: bool,
 }
 
@@ -109,7 +108,6 @@ impl Outbox {
                 queued: 0,
                 writing: 0,
                 spare: Vec::new(),
-                busy: false,
                 closed: false,
             }),
             socket: Mutex::new(Some(Arc::new(socket))),
@@ -256,17 +254,15 @@ impl Outbox {
         };
         let mut batch = {
             let mut state = self.state.lock().expect("outbox lock");
-            if state.busy || state.chunks.is_empty() {
+            if state.writing > 0 || state.chunks.is_empty() {
                 drop(state);
                 self.wake();
                 return;
             }
-            state.busy = true;
             take_batch(&mut state)
         };
         let written = try_write_batch(&socket, &batch);
         let mut state = self.state.lock().expect("outbox lock");
-        state.busy = false;
         state.writing = 0;
         match written {
             Ok(written) => {
@@ -312,20 +308,17 @@ impl Outbox {
         loop {
             let (mut batch, closed) = {
                 let mut state = self.state.lock().expect("outbox lock");
-                if state.busy {
+                if state.writing > 0 {
                     // A direct flush is writing; it wakes us when done.
                     (Vec::new(), false)
                 } else {
-                    let batch = take_batch(&mut state);
-                    state.busy = !batch.is_empty();
-                    (batch, state.closed)
+                    (take_batch(&mut state), state.closed)
                 }
             };
             if !batch.is_empty() {
                 let result = write_all_vectored(&socket, &batch).await;
                 let mut state = self.state.lock().expect("outbox lock");
                 state.writing = 0;
-                state.busy = false;
                 if result.is_err() {
                     drop(state);
                     self.close();
