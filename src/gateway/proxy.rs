@@ -43,18 +43,29 @@ const POOL_MAX_IDLE_PER_HOST: usize = 256;
 const COOKIE_MAX_AGE: u64 = 365 * 24 * 3600;
 
 /// The headers that describe one hop only (RFC 9110 §7.6.1), plus the
-/// legacy ones proxies still see.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// legacy ones proxies still see. Names are constants: a `&str` name is
+/// parsed and validated again on every lookup.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const X_FLAGBASE_USER_ID: HeaderName = HeaderName::from_static("x-flagbase-user-id");
+const X_FLAGBASE_ROLE: HeaderName = HeaderName::from_static("x-flagbase-role");
+const X_FLAGBASE_FLAG: HeaderName = HeaderName::from_static("x-flagbase-flag");
+const X_FLAGBASE_VARIANT: HeaderName = HeaderName::from_static("x-flagbase-variant");
 
 /// Why the gateway answers instead of the upstream, by whose fault:
 /// the caller's (no route, method, path, body size, role), the flag's
@@ -118,7 +129,7 @@ impl Proxy {
         }
         let mut client = peer;
         let entries = headers
-            .get_all("x-forwarded-for")
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
@@ -212,7 +223,7 @@ impl Gateway {
         let https = trusted
             && parts
                 .headers
-                .get("x-forwarded-proto")
+                .get(&X_FORWARDED_PROTO)
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
 
         let mut minted = None;
@@ -310,7 +321,7 @@ impl Gateway {
         );
         if !route.forward_authorization {
             headers.remove(header::AUTHORIZATION);
-            headers.remove("x-api-key");
+            headers.remove(&X_API_KEY);
         }
         context::withhold_session_cookie(&mut headers);
         identity_headers(&mut headers, caller.as_ref(), served.as_ref());
@@ -534,7 +545,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -562,12 +573,12 @@ fn forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     };
     let earlier: Vec<&str> = if f.trusted {
         headers
-            .get_all("x-forwarded-for")
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect()
     } else {
-        headers.remove("forwarded");
+        headers.remove(header::FORWARDED);
         Vec::new()
     };
     let xff = if earlier.is_empty() {
@@ -577,24 +588,24 @@ fn forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
         HeaderValue::from_str(&format!("{}, {peer}", earlier.join(", "))).ok()
     };
     if let Some(value) = xff {
-        headers.insert("x-forwarded-for", value);
+        headers.insert(X_FORWARDED_FOR, value);
     }
     let proto_kept = f.trusted
         && headers
-            .get("x-forwarded-proto")
+            .get(&X_FORWARDED_PROTO)
             .is_some_and(|v| matches!(v.as_bytes(), b"http" | b"https"));
     if !proto_kept {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-    if !(f.trusted && headers.contains_key("x-forwarded-host")) {
+    if !(f.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         match &f.host {
-            Some(host) => headers.insert("x-forwarded-host", host.clone()),
-            None => headers.remove("x-forwarded-host"),
+            Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
         };
     }
     match f.prefix.and_then(|p| HeaderValue::from_str(p).ok()) {
-        Some(prefix) => headers.insert("x-forwarded-prefix", prefix),
-        None => headers.remove("x-forwarded-prefix"),
+        Some(prefix) => headers.insert(X_FORWARDED_PREFIX, prefix),
+        None => headers.remove(&X_FORWARDED_PREFIX),
     };
     headers.insert(header::HOST, f.target.host.clone());
 }
@@ -614,26 +625,26 @@ fn identity_headers(headers: &mut HeaderMap, caller: Option<&Caller>, served: Op
             headers.remove(name);
         }
     }
-    fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(name, value);
         }
     }
     match caller {
         Some(caller) => {
-            set(headers, "x-flagbase-user-id", &caller.user.id);
+            set(headers, X_FLAGBASE_USER_ID, &caller.user.id);
             headers.insert(
-                "x-flagbase-role",
+                X_FLAGBASE_ROLE,
                 HeaderValue::from_static(caller.role.as_str()),
             );
         }
         None => {
-            headers.insert("x-flagbase-role", HeaderValue::from_static(ANONYMOUS));
+            headers.insert(X_FLAGBASE_ROLE, HeaderValue::from_static(ANONYMOUS));
         }
     }
     if let Some(served) = served {
-        set(headers, "x-flagbase-flag", &served.flag);
-        set(headers, "x-flagbase-variant", &served.variant);
+        set(headers, X_FLAGBASE_FLAG, &served.flag);
+        set(headers, X_FLAGBASE_VARIANT, &served.variant);
     }
 }
 
