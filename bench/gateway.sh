@@ -19,7 +19,11 @@
 #
 # Settings (environment): DURATION (10s), WARMUP (2s), CONNECTIONS (32),
 # ROUNDS (2), SERVER_CPU (1), CLIENT_CPU (0), UPSTREAM_CPU (0), SKIP_BUILD=1,
-# FLAGBASE_BIN (a flagbase binary to measure instead of building one).
+# FLAGBASE_BIN (a flagbase binary to measure instead of building one),
+# PROFILE=1 (instead of the rounds: perf samples the gateway, then nginx's
+# proxy worker, with call graphs, under the CONNECTIONS load for DURATION;
+# reports go to PROFILE_OUT.{gateway,nginx}[.children].txt, PROFILE_OUT
+# defaulting to /tmp/gateway-profile).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -158,6 +162,25 @@ bench() {
     echo "$line" | tee -a "$RESULTS"
     grep -q 'non2xx=0 socket_errors=0' <<<"$line" || echo "  WARNING: $label had failed requests" >&2
 }
+
+if [[ "${PROFILE:-}" == 1 ]]; then
+    command -v perf >/dev/null || die "PROFILE=1 needs perf (apt-get install linux-perf)"
+    OUT=${PROFILE_OUT:-/tmp/gateway-profile}
+    # profile LABEL PID URL [HEADER]
+    profile() {
+        perf record -q -g -F 2000 -p "$2" -o "$WORK/perf.data" -- sleep "${DURATION%s}" 2>/dev/null &
+        local perf_pid=$!
+        bench "profile.$1.c$CONNECTIONS" "$CONNECTIONS" "$3" "${4:-}"
+        wait "$perf_pid" || true
+        perf report -i "$WORK/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null >"$OUT.$1.txt"
+        perf report -i "$WORK/perf.data" --children --sort sym --stdio -g none 2>/dev/null >"$OUT.$1.children.txt"
+        echo "SUMMARY $1: $(grep -v '^#' "$OUT.$1.txt" | awk '{s[$2]+=$1} END {for (k in s) if (s[k] >= 0.5) printf "%s %.1f%%  ", k, s[k]}')"
+    }
+    profile gateway "$SERVER_PID" "$GW_URL" "Authorization: Bearer $TOKEN"
+    profile nginx "$NGINX_WORKER" "http://127.0.0.1:$PROXY_PORT/"
+    echo "== profiles: $OUT.{gateway,nginx}.txt (self), $OUT.{gateway,nginx}.children.txt (with callees)"
+    exit 0
+fi
 
 for round in $(seq "$ROUNDS"); do
     echo "== round $round"
