@@ -1,7 +1,8 @@
 //! The gateway's own upstream connection pool: sequential requests reuse
 //! one connection, a request in flight never makes another wait behind it
 //! (it gets its own connection), and an upstream that closes its
-//! connections after each exchange costs no failed request.
+//! connections, after each exchange or once they sat idle, costs no
+//! failed request.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -143,4 +144,71 @@ async fn gateway_pool_survives_an_upstream_that_closes_every_connection() {
         ports.insert(port(&fb, "/gateway/up/x").await);
     }
     assert_eq!(ports.len(), 10, "a closed connection was reused");
+}
+
+/// An upstream with a short keep-alive timeout, as Node's (5 s) or
+/// nginx's: it answers each request on a connection, keeps the connection
+/// open, and closes it silently (no `Connection: close`) once it has been
+/// idle for `idle`. Answers carry the connection's client port.
+async fn idle_closing_upstream(idle: std::time::Duration) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    match tokio::time::timeout(idle, stream.read(&mut chunk)).await {
+                        Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                        // Idle too long, or the client went: close.
+                        _ => return,
+                    }
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let body = json!({"port": peer.port()}).to_string();
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                            body.len()
+                        );
+                        if stream.write_all((head + &body).as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn gateway_pool_drops_connections_the_upstream_closed_while_idle() {
+    let (url, upstream) = idle_closing_upstream(std::time::Duration::from_millis(100)).await;
+    let fb = Flagbase::start().await;
+    let admin = fb.setup_admin("admin@example.com").await;
+    let r = fb
+        .post(
+            "/api/v1/gateway/routes",
+            json!({"path": "/gateway/up", "target": url}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut ports = std::collections::HashSet::new();
+    for _ in 0..4 {
+        // Back to back: the same connection.
+        let first = port(&fb, "/gateway/up/a").await;
+        assert_eq!(port(&fb, "/gateway/up/b").await, first, "a new connection");
+        ports.insert(first);
+        // Past the upstream's idle timeout: the pooled connection is closed
+        // and must be noticed before a request is written to it.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_eq!(ports.len(), 4, "a closed connection was reused: {ports:?}");
+    upstream.abort();
 }
