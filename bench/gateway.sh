@@ -22,8 +22,10 @@
 # FLAGBASE_BIN (a flagbase binary to measure instead of building one),
 # PROFILE=1 (instead of the rounds: perf samples the gateway, then nginx's
 # proxy worker, with call graphs, under the CONNECTIONS load for DURATION;
-# reports go to PROFILE_OUT.{gateway,nginx}[.children].txt, PROFILE_OUT
-# defaulting to /tmp/gateway-profile).
+# reports go to PROFILE_OUT.{gateway,nginx}[.children].txt and the samples
+# to PROFILE_OUT.{gateway,nginx}.data (for perf report -i), PROFILE_OUT
+# defaulting to /tmp/gateway-profile; PROFILE_CALLGRAPH=dwarf for call
+# graphs through code built without frame pointers, PROFILE_FREQ (2000)).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -168,12 +170,13 @@ if [[ "${PROFILE:-}" == 1 ]]; then
     OUT=${PROFILE_OUT:-/tmp/gateway-profile}
     # profile LABEL PID URL [HEADER]
     profile() {
-        perf record -q -g -F 2000 -p "$2" -o "$WORK/perf.data" -- sleep "${DURATION%s}" 2>/dev/null &
+        perf record -q ${PROFILE_CALLGRAPH:+--call-graph "$PROFILE_CALLGRAPH"} -g -F "${PROFILE_FREQ:-2000}" -p "$2" -o "$WORK/perf.data" -- sleep "${DURATION%s}" 2>/dev/null &
         local perf_pid=$!
         bench "profile.$1.c$CONNECTIONS" "$CONNECTIONS" "$3" "${4:-}"
         wait "$perf_pid" || true
         perf report -i "$WORK/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null >"$OUT.$1.txt"
         perf report -i "$WORK/perf.data" --children --sort sym --stdio -g none 2>/dev/null >"$OUT.$1.children.txt"
+        mv "$WORK/perf.data" "$OUT.$1.data"
         echo "SUMMARY $1: $(grep -v '^#' "$OUT.$1.txt" | awk '{s[$2]+=$1} END {for (k in s) if (s[k] >= 0.5) printf "%s %.1f%%  ", k, s[k]}')"
     }
     profile gateway "$SERVER_PID" "$GW_URL" "Authorization: Bearer $TOKEN"
