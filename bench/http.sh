@@ -15,7 +15,8 @@
 # (user-42, plan=free) misses the rule, so the rollout is computed.
 #
 # Settings (environment): DURATION (10s), WARMUP (2s), CONNECTIONS (32),
-# THREADS (1), SERVER_CPU (1), CLIENT_CPU (0), PEER_BIN, SKIP_BUILD=1.
+# THREADS (1), SERVER_CPU (1), CLIENT_CPU (0), PEER_BIN, SKIP_BUILD=1,
+# FLAGBASE_BIN (a flagbase binary to measure instead of building one).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -94,7 +95,7 @@ if [[ "${SKIP_BUILD:-}" != 1 ]]; then
 fi
 TARGET=${CARGO_TARGET_DIR:-target}
 [[ "$TARGET" = /* ]] || TARGET=$REPO/$TARGET
-BIN=$TARGET/release/flagbase
+BIN=${FLAGBASE_BIN:-$TARGET/release/flagbase}
 [[ -x "$BIN" ]] || die "no release binary at $BIN"
 
 mkdir -p "$WORK/flagbase"

@@ -11,12 +11,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use flagbase::config::{Config, Sources};
 use flagbase::model::Role;
 
-/// mimalloc instead of glibc's malloc: the request paths allocate and free
-/// many small objects per request (headers, futures, buffers) across worker
-/// threads, which glibc serves with more locking and consolidation work.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "flagbase", version = flagbase::version::VERSION, about = "Feature flags, first-class: one binary, local-first.")]
 struct Cli {
