@@ -16,7 +16,9 @@
 //! connection is therefore not polled while it waits in the pool; it is
 //! polled once when checked out, which is when an upstream that closed it
 //! meanwhile (a keep-alive timeout) is noticed, before a request is
-//! written to it.
+//! written to it. A close noticed only after the request was queued (it
+//! arrived in between) ends the connection, which is then dropped at once
+//! so that hyper hands the request back for a retry on a fresh connection.
 //!
 //! This replaces hyper-util's pooled client, whose per-request dispatch
 //! channel, pool checkout and readiness task cost more than the exchange
@@ -80,21 +82,32 @@ type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
 /// future that does the connection's reading and writing.
 struct Conn {
     sender: SendRequest<LimitedBody>,
-    driver: Driver,
+    /// `None` once the connection has ended.
+    driver: Option<Driver>,
 }
 
 impl Conn {
     /// Drives the connection as far as it can go now. `true` once it has
-    /// ended (closed, broken or upgraded): it must not be polled again.
+    /// ended (closed, broken or upgraded). The driver is then dropped at
+    /// once: hyper answers a request still queued on it only when it is
+    /// dropped (handing the request back, so it can be retried on a fresh
+    /// connection); kept, that request would wait for the route timeout.
     fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        match self.driver.as_mut().poll(cx) {
+        let Some(driver) = self.driver.as_mut() else {
+            return true;
+        };
+        let ended = match driver.as_mut().poll(cx) {
             Poll::Pending => false,
             Poll::Ready(Ok(())) => true,
             Poll::Ready(Err(e)) => {
                 tracing::debug!(error = %e, "gateway upstream connection ended");
                 true
             }
+        };
+        if ended {
+            self.driver = None;
         }
+        ended
     }
 
     /// Whether the connection can take a request now. It is polled first,
@@ -167,34 +180,34 @@ impl Pool {
     ) -> Result<Response<Returning>, Retry> {
         let response = conn.sender.try_send_request(req);
         let mut response = std::pin::pin!(response);
-        let mut ended = false;
         let answered = std::future::poll_fn(|cx| {
             // The connection first: it writes the request and reads the
-            // answer, which the response future then finds. When it ends,
-            // hyper has already answered the request (with the response
-            // or an error).
-            if !ended {
-                ended = conn.drive(cx);
-            }
+            // answer, which the response future then finds. Once it has
+            // ended (and been dropped), hyper has answered the request:
+            // with the response, an error, or the request handed back.
+            conn.drive(cx);
             response.as_mut().poll(cx)
         })
         .await;
         match answered {
             Ok(response) => {
                 let upgraded = response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS;
-                let conn = match (ended, upgraded) {
-                    (true, _) => None,
+                let conn = match (conn.driver.take(), upgraded) {
+                    (None, _) => None,
                     // The switch completes when the driver next runs, and
                     // the socket then belongs to the relay.
-                    (false, true) => {
+                    (Some(driver), true) => {
                         tokio::spawn(async move {
-                            if let Err(e) = conn.driver.await {
+                            if let Err(e) = driver.await {
                                 tracing::debug!(error = %e, "gateway upstream upgrade failed");
                             }
                         });
                         None
                     }
-                    (false, false) => Some(conn),
+                    (Some(driver), false) => Some(Conn {
+                        sender: conn.sender,
+                        driver: Some(driver),
+                    }),
                 };
                 Ok(response.map(|inner| Returning {
                     inner,
@@ -229,7 +242,7 @@ impl Pool {
             .map_err(|e| SendError::Connect(e.to_string()))?;
         Ok(Conn {
             sender,
-            driver: Box::pin(connection.with_upgrades()),
+            driver: Some(Box::pin(connection.with_upgrades())),
         })
     }
 }
@@ -343,5 +356,81 @@ impl Drop for Returning {
                 home.pool.checkin(home.authority, home.conn);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn request() -> Request<LimitedBody> {
+        Request::builder()
+            .uri("/x")
+            .header(hyper::header::HOST, "upstream")
+            .body(LimitedBody::empty())
+            .unwrap()
+    }
+
+    /// An upstream that answers one request, then closes the connection
+    /// while it is idle (a keep-alive timeout), without `Connection: close`.
+    async fn answers_once_then_closes() -> Authority {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                if stream.read(&mut byte).await.unwrap() == 0 {
+                    return;
+                }
+                head.push(byte[0]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        });
+        authority
+    }
+
+    /// The race the checkout's poll narrows but cannot close: the
+    /// upstream's close is seen only once a request is queued on the
+    /// connection. hyper then hands the request back (for a retry on a
+    /// fresh connection), but only when the ended connection is dropped;
+    /// kept, the request waited for the route timeout.
+    #[tokio::test]
+    async fn a_request_queued_on_a_connection_that_then_ends_is_handed_back() {
+        let authority = answers_once_then_closes().await;
+        let pool = Pool::new(4, Duration::from_secs(60), Duration::from_secs(1));
+        let response = pool
+            .send(&Scheme::HTTP, &authority, request())
+            .await
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+        // The body was read to its end and dropped: the connection is idle
+        // in the pool. Then the upstream closes it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Taken without the checkout's poll, as when the close arrives
+        // between that poll and the request's first write.
+        let conn = {
+            let mut idle = pool.shared.idle.lock().unwrap();
+            idle.get_mut(&authority).unwrap().pop().unwrap().conn
+        };
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(5),
+            pool.exchange(conn, &authority, request()),
+        )
+        .await
+        .expect("the request waited on a connection that had ended");
+        assert!(
+            matches!(outcome, Err(Retry::Again(_))),
+            "the request was not handed back"
+        );
     }
 }
