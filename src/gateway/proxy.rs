@@ -689,18 +689,6 @@ pub struct LimitedBody {
     exceeded: Arc<AtomicBool>,
 }
 
-#[cfg(test)]
-impl LimitedBody {
-    /// An empty request body, for the pool's tests.
-    pub(super) fn empty() -> LimitedBody {
-        LimitedBody {
-            inner: Body::empty(),
-            remaining: 0,
-            exceeded: Arc::new(AtomicBool::new(false)),
-        }
-    }
-}
-
 impl hyper::body::Body for LimitedBody {
     type Data = Bytes;
     type Error = axum::Error;
