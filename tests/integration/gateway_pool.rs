@@ -83,13 +83,13 @@ async fn answer(
     Ok(Response::new(Full::new(Bytes::from(body))))
 }
 
-async fn gateway_to(up: &PeerUpstream) -> Flagbase {
+async fn gateway_to(url: &str) -> Flagbase {
     let fb = Flagbase::start().await;
     let admin = fb.setup_admin("admin@example.com").await;
     let r = fb
         .post(
             "/api/v1/gateway/routes",
-            json!({"path": "/gateway/up", "target": up.url}),
+            json!({"path": "/gateway/up", "target": url}),
             Some(&admin),
         )
         .await;
@@ -106,7 +106,7 @@ async fn port(fb: &Flagbase, path: &str) -> u64 {
 #[tokio::test]
 async fn gateway_pool_reuses_one_connection_for_sequential_requests() {
     let up = PeerUpstream::start(true).await;
-    let fb = gateway_to(&up).await;
+    let fb = gateway_to(&up.url).await;
     let first = port(&fb, "/gateway/up/a").await;
     for _ in 0..5 {
         assert_eq!(port(&fb, "/gateway/up/b").await, first, "a new connection");
@@ -116,7 +116,7 @@ async fn gateway_pool_reuses_one_connection_for_sequential_requests() {
 #[tokio::test]
 async fn gateway_pool_never_queues_a_request_behind_one_in_flight() {
     let up = PeerUpstream::start(true).await;
-    let fb = gateway_to(&up).await;
+    let fb = gateway_to(&up.url).await;
     let warm = port(&fb, "/gateway/up/a").await;
     let held = {
         let (http, url) = (fb.http.clone(), fb.url("/gateway/up/hold"));
@@ -138,7 +138,7 @@ async fn gateway_pool_never_queues_a_request_behind_one_in_flight() {
 #[tokio::test]
 async fn gateway_pool_survives_an_upstream_that_closes_every_connection() {
     let up = PeerUpstream::start(false).await;
-    let fb = gateway_to(&up).await;
+    let fb = gateway_to(&up.url).await;
     let mut ports = std::collections::HashSet::new();
     for _ in 0..10 {
         ports.insert(port(&fb, "/gateway/up/x").await);
@@ -189,16 +189,7 @@ async fn idle_closing_upstream(idle: std::time::Duration) -> (String, tokio::tas
 #[tokio::test]
 async fn gateway_pool_drops_connections_the_upstream_closed_while_idle() {
     let (url, upstream) = idle_closing_upstream(std::time::Duration::from_millis(100)).await;
-    let fb = Flagbase::start().await;
-    let admin = fb.setup_admin("admin@example.com").await;
-    let r = fb
-        .post(
-            "/api/v1/gateway/routes",
-            json!({"path": "/gateway/up", "target": url}),
-            Some(&admin),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    let fb = gateway_to(&url).await;
     let mut ports = std::collections::HashSet::new();
     for _ in 0..4 {
         // Back to back: the same connection.
