@@ -25,7 +25,10 @@
 # reports go to PROFILE_OUT.{gateway,nginx}[.children].txt and the samples
 # to PROFILE_OUT.{gateway,nginx}.data (for perf report -i), PROFILE_OUT
 # defaulting to /tmp/gateway-profile; PROFILE_CALLGRAPH=dwarf for call
-# graphs through code built without frame pointers, PROFILE_FREQ (2000)).
+# graphs through code built without frame pointers, PROFILE_FREQ (2000)),
+# FLOOR=1 (adds examples/proxy_floor.rs, a bare tokio + httparse proxy with
+# none of the gateway's work, pinned like the proxies: how much of the gap to
+# nginx is the runtime and the kernel, and how much the HTTP stack above).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -131,6 +134,21 @@ GW_URL=$BASE/gateway/bench/
 echo "   sample: $(call 200 GET "$GW_URL" "" "Authorization: Bearer $TOKEN")"
 echo "== upstream $UP (cpu $UPSTREAM_CPU), nginx :$PROXY_PORT and flagbase $BASE (cpu $SERVER_CPU), wrk on cpu $CLIENT_CPU"
 
+FLOOR_PID=
+if [[ "${FLOOR:-}" == 1 ]]; then
+    if [[ "${SKIP_BUILD:-}" != 1 ]]; then
+        cargo build --release --quiet --example proxy_floor
+    fi
+    FLOOR_BIN=$TARGET/release/examples/proxy_floor
+    [[ -x "$FLOOR_BIN" ]] || die "no $FLOOR_BIN (cargo build --release --example proxy_floor)"
+    taskset -c "$SERVER_CPU" "$FLOOR_BIN" 127.0.0.1:0 "127.0.0.1:$UP_PORT" >"$WORK/floor.out" 2>&1 &
+    FLOOR_PID=$!
+    for _ in $(seq 50); do grep -q '^listening on ' "$WORK/floor.out" 2>/dev/null && break; sleep 0.1; done
+    FLOOR_URL="http://$(sed -n 's/^listening on //p' "$WORK/floor.out")/"
+    echo "   floor: $(curl -sS "$FLOOR_URL")"
+fi
+trap 'stop_nginx; [[ -n "$FLOOR_PID" ]] && kill "$FLOOR_PID" 2>/dev/null; cleanup' EXIT
+
 # cpu_ticks PID: user + system clock ticks so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -149,6 +167,7 @@ bench() {
     case "$label" in
         gateway*) pid=$SERVER_PID ;;
         nginx*) pid=$NGINX_WORKER ;;
+        floor*) pid=$FLOOR_PID ;;
     esac
     WRK_LABEL=warmup WRK_HEADER=$header "${cmd[@]}" -d"$WARMUP" "$url" >/dev/null
     [[ -n "$pid" ]] && before=$(cpu_ticks "$pid")
@@ -191,6 +210,7 @@ for round in $(seq "$ROUNDS"); do
         bench "direct.c$conns" "$conns" "$UP/"
         bench "nginx.c$conns" "$conns" "http://127.0.0.1:$PROXY_PORT/"
         bench "gateway.c$conns" "$conns" "$GW_URL" "Authorization: Bearer $TOKEN"
+        if [[ -n "$FLOOR_PID" ]]; then bench "floor.c$conns" "$conns" "$FLOOR_URL"; fi
     done
 done
 
