@@ -12,7 +12,10 @@
 //! channel, pool checkout and readiness task cost more than the exchange
 //! on loopback; what it gave that this keeps: connect timeout, TCP_NODELAY,
 //! a retry on a fresh connection when a reused one was closed before the
-//! request was written.
+//! request was written. Beyond it, as nginx does: an idempotent request
+//! without a body that a reused connection's upstream closed on, after
+//! writing but before any response, is sent once more on a fresh
+//! connection (an upstream's keep-alive timeout can cross the request).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -47,6 +50,12 @@ impl std::fmt::Display for SendError {
         }
     }
 }
+
+/// A reused connection idle at least this long may have met the upstream's
+/// keep-alive timeout as the request went out: the request is copied first,
+/// when it can be sent again (keep-alive timeouts are seconds; a copy for
+/// every request on a busy connection would cost without a reason).
+const RETRY_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 pub struct Pool {
     shared: Arc<Shared>,
@@ -91,13 +100,24 @@ impl Pool {
                 "only http:// upstreams are supported".into(),
             ));
         }
-        if let Some(sender) = self.shared.checkout(authority) {
+        if let Some((sender, idle_for)) = self.shared.checkout(authority) {
+            let copy = (idle_for >= RETRY_AFTER_IDLE)
+                .then(|| resendable_copy(&req))
+                .flatten();
             match self.exchange(sender, authority, req).await {
                 Ok(response) => return Ok(response),
                 // The upstream closed the idle connection before the
                 // request was written: nothing was sent, try a fresh one.
                 Err(Retry::Again(back)) => req = *back,
-                Err(Retry::Failed(e)) => return Err(SendError::Exchange(e)),
+                // It closed as the request went out, and nothing of a
+                // response came back: an idempotent request is sent again.
+                Err(Retry::Failed(e)) => match copy {
+                    Some(copy) if closed_before_answering(&e) => {
+                        tracing::debug!(upstream = %authority, error = %e, "gateway upstream closed a reused connection; sending the request again");
+                        req = copy;
+                    }
+                    _ => return Err(SendError::Exchange(e)),
+                },
             }
         }
         let sender = self.connect(authority).await?;
@@ -167,9 +187,45 @@ enum Retry {
     Failed(hyper::Error),
 }
 
+/// A copy of a request that may be sent twice: an idempotent method
+/// (RFC 9110 §9.2.2) and no body.
+fn resendable_copy(req: &Request<LimitedBody>) -> Option<Request<LimitedBody>> {
+    if !req.method().is_idempotent() || !req.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(req.body().empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
+/// Whether the exchange broke because the upstream closed the connection
+/// (end of stream or reset) before a response began.
+fn closed_before_answering(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = cause.source();
+    }
+    false
+}
+
 impl Shared {
-    /// The most recently used connection that can take a request now.
-    fn checkout(&self, authority: &Authority) -> Option<SendRequest<LimitedBody>> {
+    /// The most recently used connection that can take a request now, and
+    /// how long it had been idle.
+    fn checkout(&self, authority: &Authority) -> Option<(SendRequest<LimitedBody>, Duration)> {
         let mut idle = self.idle.lock().expect("pool lock");
         let list = idle.get_mut(authority)?;
         let now = Instant::now();
@@ -185,7 +241,7 @@ impl Shared {
         let mut found = None;
         while let Some(conn) = list.pop() {
             if conn.sender.is_ready() {
-                found = Some(conn.sender);
+                found = Some((conn.sender, now.duration_since(conn.since)));
                 break;
             }
             if !conn.sender.is_closed() {

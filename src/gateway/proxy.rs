@@ -689,6 +689,17 @@ pub struct LimitedBody {
     exceeded: Arc<AtomicBool>,
 }
 
+impl LimitedBody {
+    /// An empty body under the same limit, for a request sent again.
+    pub(super) fn empty(&self) -> LimitedBody {
+        LimitedBody {
+            inner: Body::empty(),
+            remaining: self.remaining,
+            exceeded: self.exceeded.clone(),
+        }
+    }
+}
+
 impl hyper::body::Body for LimitedBody {
     type Data = Bytes;
     type Error = axum::Error;

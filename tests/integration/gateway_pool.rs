@@ -2,7 +2,7 @@
 //! one connection, a request in flight never makes another wait behind it
 //! (it gets its own connection), and an upstream that closes its
 //! connections, after each exchange or once they sat idle, costs no
-//! failed request.
+//! failed request, even when the close crosses an idempotent request.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -201,5 +201,69 @@ async fn gateway_pool_drops_connections_the_upstream_closed_while_idle() {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     assert_eq!(ports.len(), 4, "a closed connection was reused: {ports:?}");
+    upstream.abort();
+}
+
+/// An upstream that answers the first request on each connection, then
+/// reads the next one and closes without answering: a keep-alive timeout
+/// crossing that request. Answers carry the connection's client port.
+async fn closes_on_the_second_request() -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut answered = false;
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    match stream.read(&mut chunk).await {
+                        Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                        _ => return,
+                    }
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    buf.drain(..end + 4);
+                    if answered {
+                        return;
+                    }
+                    answered = true;
+                    let body = json!({"port": peer.port()}).to_string();
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    if stream.write_all((head + &body).as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn gateway_pool_sends_an_idempotent_request_again_when_a_reused_connection_closes_on_it() {
+    let (url, upstream) = closes_on_the_second_request().await;
+    let fb = gateway_to(&url).await;
+    let first = port(&fb, "/gateway/up/a").await;
+    // Idle long enough for a keep-alive timeout to be possible: the
+    // pooled connection takes the GET and closes; it goes again on a
+    // fresh connection, and the caller never sees the close.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let second = port(&fb, "/gateway/up/b").await;
+    assert_ne!(first, second, "answered on the connection that closed");
+    // A POST may have been acted on: it is not sent twice.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let r = fb
+        .send(reqwest::Client::new().post(fb.url("/gateway/up/c")))
+        .await;
+    assert_eq!(r.status, 502, "{}", r.body);
     upstream.abort();
 }
