@@ -146,11 +146,16 @@ async fn gateway_pool_survives_an_upstream_that_closes_every_connection() {
     assert_eq!(ports.len(), 10, "a closed connection was reused");
 }
 
-/// An upstream with a short keep-alive timeout, as Node's (5 s) or
-/// nginx's: it answers each request on a connection, keeps the connection
-/// open, and closes it silently (no `Connection: close`) once it has been
-/// idle for `idle`. Answers carry the connection's client port.
-async fn idle_closing_upstream(idle: std::time::Duration) -> (String, tokio::task::JoinHandle<()>) {
+/// A raw HTTP/1.1 upstream (not hyper, so it can misbehave as real ones
+/// do). On each connection it answers up to `answers` requests with the
+/// connection's client port, then reads the next request and closes
+/// without answering (a keep-alive timeout crossing that request); it
+/// also closes, silently (no `Connection: close`), a connection idle for
+/// `idle`, as Node's (5 s) or nginx's keep-alive timeout does.
+async fn raw_upstream(
+    answers: usize,
+    idle: std::time::Duration,
+) -> (String, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -160,7 +165,7 @@ async fn idle_closing_upstream(idle: std::time::Duration) -> (String, tokio::tas
                 continue;
             };
             tokio::spawn(async move {
-                let mut buf = Vec::new();
+                let (mut buf, mut answered) = (Vec::new(), 0);
                 loop {
                     let mut chunk = [0u8; 4096];
                     match tokio::time::timeout(idle, stream.read(&mut chunk)).await {
@@ -170,6 +175,10 @@ async fn idle_closing_upstream(idle: std::time::Duration) -> (String, tokio::tas
                     }
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                         buf.drain(..end + 4);
+                        if answered == answers {
+                            return;
+                        }
+                        answered += 1;
                         let body = json!({"port": peer.port()}).to_string();
                         let head = format!(
                             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
@@ -188,7 +197,7 @@ async fn idle_closing_upstream(idle: std::time::Duration) -> (String, tokio::tas
 
 #[tokio::test]
 async fn gateway_pool_drops_connections_the_upstream_closed_while_idle() {
-    let (url, upstream) = idle_closing_upstream(std::time::Duration::from_millis(100)).await;
+    let (url, upstream) = raw_upstream(usize::MAX, std::time::Duration::from_millis(100)).await;
     let fb = gateway_to(&url).await;
     let mut ports = std::collections::HashSet::new();
     for _ in 0..4 {
@@ -204,53 +213,9 @@ async fn gateway_pool_drops_connections_the_upstream_closed_while_idle() {
     upstream.abort();
 }
 
-/// An upstream that answers the first request on each connection, then
-/// reads the next one and closes without answering: a keep-alive timeout
-/// crossing that request. Answers carry the connection's client port.
-async fn closes_on_the_second_request() -> (String, tokio::task::JoinHandle<()>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, peer)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut answered = false;
-                loop {
-                    let mut chunk = [0u8; 4096];
-                    match stream.read(&mut chunk).await {
-                        Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                        _ => return,
-                    }
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    buf.drain(..end + 4);
-                    if answered {
-                        return;
-                    }
-                    answered = true;
-                    let body = json!({"port": peer.port()}).to_string();
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                        body.len()
-                    );
-                    if stream.write_all((head + &body).as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, task)
-}
-
 #[tokio::test]
 async fn gateway_pool_sends_an_idempotent_request_again_when_a_reused_connection_closes_on_it() {
-    let (url, upstream) = closes_on_the_second_request().await;
+    let (url, upstream) = raw_upstream(1, std::time::Duration::from_secs(60)).await;
     let fb = gateway_to(&url).await;
     let first = port(&fb, "/gateway/up/a").await;
     // Idle long enough for a keep-alive timeout to be possible: the
