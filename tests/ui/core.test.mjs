@@ -37,6 +37,18 @@ async function noSerious(page, what) {
   assert.deepEqual(v, [], `${what}: axe found serious/critical violations:\n${JSON.stringify(v, null, 2)}`);
 }
 
+/**
+ * Answers the change stream with one snapshot of `flags`: a test that serves
+ * the flag list from a synthetic set must serve the stream from it too. The
+ * real stream's snapshot would otherwise bring the server's own flags into
+ * the list whenever it arrived after the page subscribed (a race, so the
+ * counts the test waits for came out wrong only sometimes).
+ */
+async function streamOnly(page, flags) {
+  const body = `retry: 600000\nevent: snapshot\ndata: ${JSON.stringify({ seq: 1, flags })}\n\n`;
+  await page.route(/\/api\/v1\/stream/, (r) => r.fulfill({ contentType: "text/event-stream", body }));
+}
+
 function noErrors(page) {
   assert.deepEqual(page.errors, [], "the page logged errors (CSP violations, exceptions)");
 }
@@ -419,6 +431,7 @@ test("the stale filter: not evaluated for 7 days (or never) and older than 7 day
   const usage = { "old-idle": { last_evaluated_at: ago(9), exposures_24h: 0 }, "old-busy": { last_evaluated_at: ago(1), exposures_24h: 5 } };
   await page.route(/\/api\/v1\/flags\?/, (r) => r.fulfill({ contentType: "application/json", body: JSON.stringify({ flags, next_cursor: null }) }));
   await page.route(/\/api\/v1\/flags\/usage$/, (r) => r.fulfill({ contentType: "application/json", body: JSON.stringify({ flags: usage }) }));
+  await streamOnly(page, flags);
   await page.goto("/ui/flags?stale=true");
   await page.locator(".count", { hasText: "2 of 4 flags" }).waitFor();
   const keys = await page.locator(".flag-table tbody tr[data-key]").evaluateAll((trs) => trs.map((t) => t.dataset.key));
@@ -452,6 +465,8 @@ test("10,000 flags render quickly (virtualised) and filter responsively", async 
     const next = start + limit < N ? String(start + limit) : null;
     route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify({ flags: slice, next_cursor: next }) });
   });
+  // The stream says nothing of these (10,000 upserts would be measured too).
+  await streamOnly(page, []);
   const t0 = Date.now();
   await page.goto("/ui/flags");
   await page.getByText(`${N} flags`).waitFor();
