@@ -221,6 +221,10 @@ pub struct GatewayConfig {
     pub trusted_proxies: Vec<String>,
     /// Largest request body proxied, in bytes (streamed, never buffered).
     pub max_body_bytes: u64,
+    /// Serve bodyless proxied requests with the gateway's own HTTP/1 code
+    /// (`src/gateway/h1.rs`) instead of hyper's; off sends every request
+    /// through hyper.
+    pub fast_path: bool,
     /// Routes created (or brought back to this definition) at start, as
     /// actor `config`.
     pub routes: Vec<crate::gateway::RouteSpec>,
@@ -351,6 +355,7 @@ impl Default for Config {
                 cookie_name: "fb_bucket".into(),
                 trusted_proxies: Vec::new(),
                 max_body_bytes: 1024 * 1024 * 1024,
+                fast_path: true,
                 routes: Vec::new(),
             },
             ui: crate::http::UiConfig::default(),

@@ -300,6 +300,7 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         idle_timeout: config.server.idle_timeout.get(),
         max_connections: connection_cap(config.server.max_connections, open_file_limit()),
         shutdown_timeout: config.server.shutdown_timeout.get(),
+        gateway_fast_path: config.gateway.fast_path,
     };
     http::serve(
         listener,

@@ -14,6 +14,8 @@
 //! maps like every other kind.
 
 mod context;
+mod h1;
+mod h1_pool;
 pub mod net;
 mod pool;
 mod proxy;
@@ -37,6 +39,7 @@ use crate::metrics::Recorder;
 use crate::model::Role;
 use crate::storage::gateway::{GatewayStore, RouteRecord};
 use crate::unit_of_work::run_to_completion;
+pub use h1::{Answered, Prepared, Reply};
 pub use proxy::{Proxy, ProxyError};
 pub use route::{Route, RouteSpec, RouteTable, Target, Upstream, MOUNT};
 pub use simulate::Simulation;

@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use super::context::{self, ANONYMOUS};
 use super::net::Cidr;
+use super::h1_pool::Conns;
 use super::pool::{Pool, SendError};
 use super::route::{self, Route, Target, Upstream};
 use super::Gateway;
@@ -45,7 +46,7 @@ const COOKIE_MAX_AGE: u64 = 365 * 24 * 3600;
 /// The headers that describe one hop only (RFC 9110 §7.6.1), plus the
 /// legacy ones proxies still see. Names are constants: a `&str` name is
 /// parsed and validated again on every lookup.
-const HOP_BY_HOP: [HeaderName; 9] = [
+pub(super) const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -96,6 +97,8 @@ impl From<Error> for ProxyError {
 
 pub struct Proxy {
     pool: Pool,
+    /// The upstream connections of the gateway's own HTTP/1 path.
+    pub(super) conns: Conns,
     cookie_name: String,
     trusted: Vec<Cidr>,
     max_body_bytes: u64,
@@ -111,6 +114,7 @@ impl Proxy {
             .collect::<Result<_>>()?;
         Ok(Proxy {
             pool,
+            conns: Conns::new(POOL_MAX_IDLE_PER_HOST, POOL_IDLE, CONNECT_TIMEOUT),
             cookie_name: config.cookie_name.clone(),
             trusted,
             max_body_bytes: config.max_body_bytes,
@@ -150,10 +154,10 @@ impl Proxy {
 }
 
 /// What was served, for the upstream's headers and the detector.
-struct Served {
-    flag: String,
+pub(super) struct Served {
+    pub flag: String,
     /// The variant key, else the value as text (`true`, `beta`).
-    variant: String,
+    pub variant: String,
 }
 
 /// The variant key, else the served value as text.
@@ -175,28 +179,74 @@ pub(super) fn choose<'r>(
     eval: &Evaluation<'_>,
     label: &str,
 ) -> Option<&'r Target> {
+    match pick(route, eval, label)? {
+        Pick::Main => Some(&route.target),
+        Pick::Fallback => route.fallback.as_ref(),
+        Pick::Variant => route.variants.get(label),
+    }
+}
+
+/// Which target `choose` takes.
+fn pick(route: &Route, eval: &Evaluation<'_>, label: &str) -> Option<Pick> {
     use flagbase_engine::Reason;
     let off = matches!(eval.reason, Reason::Disabled | Reason::Error);
-    if !off {
-        if let Some(target) = route.variants.get(label) {
-            return Some(target);
-        }
+    if !off && route.variants.contains_key(label) {
+        return Some(Pick::Variant);
     }
     if off || *eval.value == Value::Bool(false) {
-        return route.fallback.as_ref();
+        return route.fallback.is_some().then_some(Pick::Fallback);
     }
-    Some(&route.target)
+    Some(Pick::Main)
+}
+
+/// What a route and its flag decided for one request, before anything is
+/// sent or counted: both HTTP paths (hyper's and the gateway's own, `h1`)
+/// start from it, so they route, refuse and rewrite alike.
+pub(super) struct Decision {
+    pub route: Arc<Route>,
+    /// `None`: the flag is off and the route has no fallback.
+    pick: Option<Pick>,
+    pub served: Option<Served>,
+    /// A bucketing cookie minted for a new anonymous visitor.
+    pub minted: Option<String>,
+    /// Whether the peer is a trusted proxy.
+    pub trusted: bool,
+    /// Whether the client reached the front proxy over https.
+    pub https: bool,
+}
+
+/// Which of a route's targets serves.
+#[derive(Clone, Copy)]
+enum Pick {
+    Main,
+    Fallback,
+    Variant,
+}
+
+impl Decision {
+    /// The target chosen, `None` when the route is off for this request.
+    pub fn target(&self) -> Option<&Target> {
+        match self.pick? {
+            Pick::Main => Some(&self.route.target),
+            Pick::Fallback => self.route.fallback.as_ref(),
+            Pick::Variant => self
+                .served
+                .as_ref()
+                .and_then(|s| self.route.variants.get(&s.variant)),
+        }
+    }
 }
 
 impl Gateway {
-    /// Serves one request below `/gateway`.
-    pub async fn serve(
+    /// Routes one request: the route (longest prefix), the method, the
+    /// caller's role, then the route's flag for the caller and the
+    /// request. Counts nothing and sends nothing.
+    pub(super) fn decide(
         &self,
-        req: Request<Body>,
-        caller: Option<Caller>,
+        parts: &hyper::http::request::Parts,
+        caller: Option<&Caller>,
         peer: SocketAddr,
-    ) -> std::result::Result<Response<Body>, ProxyError> {
-        let (mut parts, body) = req.into_parts();
+    ) -> std::result::Result<Decision, ProxyError> {
         let path = parts.uri.path();
         if route::check_segments(path).is_err() {
             return Err(ProxyError::BadPath);
@@ -208,7 +258,7 @@ impl Gateway {
             return Err(ProxyError::MethodNotAllowed);
         }
         if let Some(needed) = route.require_role {
-            match &caller {
+            match caller {
                 None => {
                     return Err(Error::Unauthenticated(
                         "this route needs credentials: send Authorization: Bearer <token>".into(),
@@ -225,64 +275,87 @@ impl Gateway {
                 .headers
                 .get(&X_FORWARDED_PROTO)
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-
-        let mut minted = None;
-        let (target, served) = match &route.flag_key {
-            None => (&route.target, None),
-            Some(key) => {
-                let bucket = if caller.is_some() {
-                    None
-                } else {
-                    let sent = context::cookies(&parts.headers)
-                        .find(|(name, _)| *name == proxy.cookie_name)
-                        .map(|(_, value)| value)
-                        .filter(|value| context::valid_bucket(value))
-                        .map(str::to_string);
-                    Some(sent.unwrap_or_else(|| {
-                        let bucket = context::new_bucket();
-                        minted = Some(bucket.clone());
-                        bucket
-                    }))
-                };
-                let ip = proxy.client_ip(peer.ip(), &parts.headers);
-                let live = self.flags.live();
-                let reads = match live.snapshot.get(key) {
-                    Some(flag) => context::Reads::of(flag.spec()),
-                    // Evaluation answers "no such flag" whatever it is given.
-                    None => context::Reads::nothing(),
-                };
-                let ctx = context::build(&parts, caller.as_ref(), ip, bucket.as_deref(), reads);
-                let eval = live.snapshot.evaluate(key, &ctx);
-                let variant = label(&eval);
-                let chosen = choose(&route, &eval, &variant);
-                let served = (eval.error_code.is_none()).then(|| Served {
-                    flag: key.clone(),
-                    variant,
-                });
-                match chosen {
-                    Some(target) => (target, served),
-                    None => {
-                        self.observe(served.as_ref(), false);
-                        let set_cookie = minted.as_deref().and_then(|b| proxy.cookie(b, https));
-                        return Err(ProxyError::Disabled { set_cookie });
-                    }
-                }
-            }
+        let Some(key) = &route.flag_key else {
+            return Ok(Decision {
+                route,
+                pick: Some(Pick::Main),
+                served: None,
+                minted: None,
+                trusted,
+                https,
+            });
         };
+        let mut minted = None;
+        let bucket = if caller.is_some() {
+            None
+        } else {
+            let sent = context::cookies(&parts.headers)
+                .find(|(name, _)| *name == proxy.cookie_name)
+                .map(|(_, value)| value)
+                .filter(|value| context::valid_bucket(value))
+                .map(str::to_string);
+            Some(sent.unwrap_or_else(|| {
+                let bucket = context::new_bucket();
+                minted = Some(bucket.clone());
+                bucket
+            }))
+        };
+        let ip = proxy.client_ip(peer.ip(), &parts.headers);
+        let live = self.flags.live();
+        let reads = match live.snapshot.get(key) {
+            Some(flag) => context::Reads::of(flag.spec()),
+            // Evaluation answers "no such flag" whatever it is given.
+            None => context::Reads::nothing(),
+        };
+        let ctx = context::build(parts, caller, ip, bucket.as_deref(), reads);
+        let eval = live.snapshot.evaluate(key, &ctx);
+        let variant = label(&eval);
+        let pick = pick(&route, &eval, &variant);
+        let served = (eval.error_code.is_none()).then(|| Served {
+            flag: key.clone(),
+            variant,
+        });
+        Ok(Decision {
+            route,
+            pick,
+            served,
+            minted,
+            trusted,
+            https,
+        })
+    }
 
-        let target = match target {
-            Target::Upstream(upstream) => upstream,
-            Target::Function(name) => {
-                let set_cookie = minted.as_deref().and_then(|b| proxy.cookie(b, https));
+    /// Serves one request below `/gateway` through hyper.
+    pub async fn serve(
+        &self,
+        req: Request<Body>,
+        caller: Option<Caller>,
+        peer: SocketAddr,
+    ) -> std::result::Result<Response<Body>, ProxyError> {
+        let (mut parts, body) = req.into_parts();
+        let decision = self.decide(&parts, caller.as_ref(), peer)?;
+        let proxy = &self.proxy;
+        let route = &decision.route;
+        let served = decision.served.as_ref();
+        let set_cookie = || proxy.minted_cookie(&decision);
+        let target = match decision.target() {
+            None => {
+                self.observe(served, false);
+                return Err(ProxyError::Disabled {
+                    set_cookie: set_cookie(),
+                });
+            }
+            Some(Target::Function(name)) => {
                 let call = FunctionCall {
-                    route: &route,
+                    route,
                     name,
                     caller,
-                    served: served.as_ref(),
-                    set_cookie,
+                    served,
+                    set_cookie: set_cookie(),
                 };
                 return self.run_function(call, parts, body).await;
             }
+            Some(Target::Upstream(upstream)) => upstream,
         };
 
         let declared = parts
@@ -301,41 +374,13 @@ impl Gateway {
             .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
             .flatten();
 
-        let uri = upstream_uri(&route, target, &parts.uri)?;
+        let uri = Uri::from_maybe_shared(Bytes::from(upstream_path(route, target, &parts.uri)))
+            .map_err(|e| Error::internal(format!("upstream URI: {e}")))?;
         let mut headers = std::mem::take(&mut parts.headers);
-        let original_host = headers.get(header::HOST).cloned();
-        strip_hop_by_hop(&mut headers);
+        proxy.upstream_headers(&mut headers, &decision, target, caller.as_ref(), peer);
         if let Some(upgrade) = upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, upgrade);
-        }
-        forwarding_headers(
-            &mut headers,
-            &Forwarding {
-                trusted,
-                peer: peer.ip(),
-                host: original_host,
-                prefix: route.strip_prefix.then_some(route.path.as_str()),
-                target,
-            },
-        );
-        if !route.forward_authorization {
-            headers.remove(header::AUTHORIZATION);
-            headers.remove(&X_API_KEY);
-        }
-        context::withhold_session_cookie(&mut headers);
-        identity_headers(&mut headers, caller.as_ref(), served.as_ref());
-        if let Some(bucket) = &minted {
-            // The upstream (and an SDK in it) sees the bucket from the
-            // first request on, as it will from the browser afterwards.
-            let pair = format!("{}={bucket}", proxy.cookie_name);
-            let joined = match headers.get(header::COOKIE).and_then(|v| v.to_str().ok()) {
-                Some(existing) => format!("{existing}; {pair}"),
-                None => pair,
-            };
-            if let Ok(value) = HeaderValue::from_str(&joined) {
-                headers.insert(header::COOKIE, value);
-            }
         }
 
         let exceeded = Arc::new(AtomicBool::new(false));
@@ -362,22 +407,10 @@ impl Gateway {
                         limit: proxy.max_body_bytes,
                     });
                 }
-                self.observe(served.as_ref(), true);
-                tracing::warn!(route = %route.id, upstream = %target.authority, error = %e, "gateway upstream failed");
-                let message = if matches!(e, SendError::Connect(_)) {
-                    "the upstream is unreachable"
-                } else {
-                    "the upstream broke the exchange"
-                };
-                return Err(Error::BadGateway(message.into()).into());
+                let connect = matches!(e, SendError::Connect(_));
+                return Err(self.upstream_failed(&decision, target, connect, &e));
             }
-            Err(_) => {
-                self.observe(served.as_ref(), true);
-                tracing::warn!(route = %route.id, upstream = %target.authority, timeout = ?route.timeout, "gateway upstream timed out");
-                return Err(
-                    Error::GatewayTimeout("the upstream did not answer in time".into()).into(),
-                );
-            }
+            Err(_) => return Err(self.upstream_timed_out(&decision, target)),
         };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -388,11 +421,38 @@ impl Gateway {
         } else {
             strip_hop_by_hop(response.headers_mut());
         }
-        if let Some(cookie) = minted.as_deref().and_then(|b| proxy.cookie(b, https)) {
+        if let Some(cookie) = set_cookie() {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
-        self.observe(served.as_ref(), response.status().is_server_error());
+        self.observe(served, response.status().is_server_error());
         Ok(response.map(Body::new))
+    }
+
+    /// A 502 for an upstream that could not be reached (`connect`) or broke
+    /// the exchange, counted as an error and logged with the upstream's
+    /// name (which the body never carries).
+    pub(super) fn upstream_failed(
+        &self,
+        decision: &Decision,
+        target: &Upstream,
+        connect: bool,
+        error: &dyn std::fmt::Display,
+    ) -> ProxyError {
+        self.observe(decision.served.as_ref(), true);
+        tracing::warn!(route = %decision.route.id, upstream = %target.authority, error = %error, "gateway upstream failed");
+        let message = if connect {
+            "the upstream is unreachable"
+        } else {
+            "the upstream broke the exchange"
+        };
+        Error::BadGateway(message.into()).into()
+    }
+
+    /// A 504 for an upstream that did not answer within the route's timeout.
+    pub(super) fn upstream_timed_out(&self, decision: &Decision, target: &Upstream) -> ProxyError {
+        self.observe(decision.served.as_ref(), true);
+        tracing::warn!(route = %decision.route.id, upstream = %target.authority, timeout = ?decision.route.timeout, "gateway upstream timed out");
+        Error::GatewayTimeout("the upstream did not answer in time".into()).into()
     }
 
     /// Runs a function target as `ANY /functions/{name}/{path...}` does:
@@ -462,7 +522,7 @@ impl Gateway {
     /// Feeds the detector: an exposure for the variant served and, for an
     /// upstream 5xx or a gateway failure, an error event.
     /// Both are in-memory counter additions; a task flushes them.
-    fn observe(&self, served: Option<&Served>, failed: bool) {
+    pub(super) fn observe(&self, served: Option<&Served>, failed: bool) {
         let Some(served) = served else {
             return;
         };
@@ -507,8 +567,10 @@ fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// The target's base path, then the request path (without the route's
-/// prefix when it strips it), then the query string unchanged.
-fn upstream_uri(route: &Route, target: &Upstream, uri: &Uri) -> Result<Uri> {
+/// prefix when it strips it), then the query string unchanged: the
+/// origin-form target the upstream is asked for (the pool picks the
+/// connection from the target, and `Host` names it).
+pub(super) fn upstream_path(route: &Route, target: &Upstream, uri: &Uri) -> String {
     let path = uri.path();
     let tail = if route.strip_prefix {
         &path[route.path.len()..]
@@ -525,10 +587,62 @@ fn upstream_uri(route: &Route, target: &Upstream, uri: &Uri) -> Result<Uri> {
         pq.push('?');
         pq.push_str(query);
     }
-    // Origin form: the pool picks the connection from the target, and
-    // `Host` names it (HTTP/1.1 sends no scheme or authority in the line).
-    Uri::from_maybe_shared(Bytes::from(pq))
-        .map_err(|e| Error::internal(format!("upstream URI: {e}")))
+    pq
+}
+
+impl Proxy {
+    /// Rewrites a request's headers for the upstream: hop-by-hop fields
+    /// removed, `X-Forwarded-*` and `Host` set, the caller's credentials
+    /// and session cookie withheld unless the route forwards them, our
+    /// `X-Flagbase-*` identity, and a newly minted bucket in `Cookie`.
+    pub(super) fn upstream_headers(
+        &self,
+        headers: &mut HeaderMap,
+        decision: &Decision,
+        target: &Upstream,
+        caller: Option<&Caller>,
+        peer: SocketAddr,
+    ) {
+        let route = &decision.route;
+        let original_host = headers.get(header::HOST).cloned();
+        strip_hop_by_hop(headers);
+        forwarding_headers(
+            headers,
+            &Forwarding {
+                trusted: decision.trusted,
+                peer: peer.ip(),
+                host: original_host,
+                prefix: route.strip_prefix.then_some(route.path.as_str()),
+                target,
+            },
+        );
+        if !route.forward_authorization {
+            headers.remove(header::AUTHORIZATION);
+            headers.remove(&X_API_KEY);
+        }
+        context::withhold_session_cookie(headers);
+        identity_headers(headers, caller, decision.served.as_ref());
+        if let Some(bucket) = &decision.minted {
+            // The upstream (and an SDK in it) sees the bucket from the
+            // first request on, as it will from the browser afterwards.
+            let pair = format!("{}={bucket}", self.cookie_name);
+            let joined = match headers.get(header::COOKIE).and_then(|v| v.to_str().ok()) {
+                Some(existing) => format!("{existing}; {pair}"),
+                None => pair,
+            };
+            if let Ok(value) = HeaderValue::from_str(&joined) {
+                headers.insert(header::COOKIE, value);
+            }
+        }
+    }
+
+    /// The `Set-Cookie` for a bucket minted by `decision`, if any.
+    pub(super) fn minted_cookie(&self, decision: &Decision) -> Option<HeaderValue> {
+        decision
+            .minted
+            .as_deref()
+            .and_then(|b| self.cookie(b, decision.https))
+    }
 }
 
 /// Removes the hop-by-hop fields, including every field `Connection` names.

@@ -64,22 +64,9 @@ impl Direct {
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<axum::BoxError>,
     {
-        let id = req
-            .headers()
-            .get(super::request::REQUEST_ID)
-            .filter(|v| v.to_str().is_ok_and(super::request::acceptable))
-            .cloned()
-            .unwrap_or_else(generated_request_id);
-        // What the request log line needs, taken only when it is written.
-        let logged = tracing::enabled!(target: "flagbase::http::request", tracing::Level::INFO)
-            .then(|| {
-                (
-                    req.method().clone(),
-                    req.uri().path().to_owned(),
-                    std::time::Instant::now(),
-                )
-            });
-        let span = tracing::info_span!(target: "flagbase::http::request", "request", request_id = id.to_str().unwrap_or_default());
+        let id = request_id(req.headers());
+        let logged = Logged::start(req.method(), req.uri().path());
+        let span = request_span(&id);
         let handled = AssertUnwindSafe(self.handle(req, peer).instrument(span.clone()))
             .catch_unwind()
             .await;
@@ -87,22 +74,17 @@ impl Direct {
             Ok(response) => response,
             Err(panic) => span.in_scope(|| error::panic_response(panic)),
         };
-        if let Some((method, path, started)) = logged {
-            span.in_scope(|| {
-                tracing::info!(
-                    target: "flagbase::http::request",
-                    %method,
-                    %path,
-                    status = response.status().as_u16(),
-                    latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-                    "request"
-                )
-            });
+        if let Some(logged) = logged {
+            logged.write(&span, response.status().as_u16());
         }
         response
             .headers_mut()
             .insert(super::request::REQUEST_ID, id);
         response
+    }
+
+    pub(super) fn state(&self) -> &AppState {
+        &self.0
     }
 
     async fn handle<B>(&self, req: hyper::Request<B>, peer: std::net::SocketAddr) -> Response
@@ -121,6 +103,55 @@ impl Direct {
             Ok(response) => response,
             Err(e) => error::proxy_error(e),
         }
+    }
+}
+
+/// The request's own id when it is sane, else a generated one.
+pub(super) fn request_id(headers: &axum::http::HeaderMap) -> HeaderValue {
+    headers
+        .get(super::request::REQUEST_ID)
+        .filter(|v| v.to_str().is_ok_and(super::request::acceptable))
+        .cloned()
+        .unwrap_or_else(generated_request_id)
+}
+
+/// The span a gateway request's log lines carry.
+pub(super) fn request_span(id: &HeaderValue) -> tracing::Span {
+    tracing::info_span!(target: "flagbase::http::request", "request", request_id = id.to_str().unwrap_or_default())
+}
+
+/// What the request log line needs, taken only when it is written.
+pub(super) struct Logged {
+    method: axum::http::Method,
+    path: String,
+    started: std::time::Instant,
+}
+
+impl Logged {
+    pub(super) fn start(method: &axum::http::Method, path: &str) -> Option<Logged> {
+        tracing::enabled!(target: "flagbase::http::request", tracing::Level::INFO).then(|| Logged {
+            method: method.clone(),
+            path: path.to_owned(),
+            started: std::time::Instant::now(),
+        })
+    }
+
+    pub(super) fn write(self, span: &tracing::Span, status: u16) {
+        let Logged {
+            method,
+            path,
+            started,
+        } = self;
+        span.in_scope(|| {
+            tracing::info!(
+                target: "flagbase::http::request",
+                %method,
+                %path,
+                status,
+                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "request"
+            )
+        });
     }
 }
 

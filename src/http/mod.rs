@@ -15,6 +15,7 @@ mod gateway_routes;
 mod metrics_routes;
 mod ofrep;
 mod request;
+mod gateway_h1;
 mod serve;
 mod session_routes;
 mod stream;

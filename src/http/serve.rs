@@ -25,6 +25,7 @@ use std::time::Duration;
 use axum::body::Body as AxumBody;
 use axum::extract::ConnectInfo;
 use axum::Router;
+use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -34,6 +35,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use super::gateway_h1::Ended;
 use super::gateway_routes::{is_mount, Direct};
 
 /// Limits on connections; see the module documentation.
@@ -43,6 +45,9 @@ pub struct ServeOptions {
     pub idle_timeout: Duration,
     pub max_connections: u32,
     pub shutdown_timeout: Duration,
+    /// Whether the gateway's own HTTP/1 path reads connections first
+    /// (`gateway.fast_path`).
+    pub gateway_fast_path: bool,
 }
 
 /// Serves `router` on `listener` until `shutdown` turns true, then drains.
@@ -147,9 +152,34 @@ impl Connection {
     ) {
         let _ = stream.set_nodelay(true);
         let clock = Arc::new(Clock::new());
-        let io = TokioIo::new(Watched {
+        let mut watched = Watched {
             inner: stream,
             clock: clock.clone(),
+        };
+        // The gateway's own HTTP/1 path reads first; hyper takes over at
+        // the first request it does not carry, with the bytes read so far.
+        let mut read = BytesMut::new();
+        if let Some(gateway) = handlers
+            .gateway
+            .as_ref()
+            .filter(|_| self.options.gateway_fast_path)
+        {
+            let mut stop = shutdown.clone();
+            let own = gateway.serve_h1(&mut watched, &mut read, self.peer, &clock, &mut stop);
+            let ended = tokio::select! {
+                ended = own => ended,
+                phase = clock.expired(&self.options) => {
+                    tracing::debug!(peer = %self.peer, phase, "closing a connection that timed out");
+                    Ended::Closed
+                }
+            };
+            if matches!(ended, Ended::Closed) {
+                return;
+            }
+        }
+        let io = TokioIo::new(Rewind {
+            read: read.freeze(),
+            inner: watched,
         });
         let peer = self.peer;
         let requests = clock.clone();
@@ -240,7 +270,7 @@ enum Phase {
 /// `expired` re-reads the phase at least that often, so it never fires late
 /// and the request path pays for a lock and a clock read, not for a wake-up
 /// and a timer re-armed per request.
-struct Clock {
+pub(super) struct Clock {
     phase: Mutex<Phase>,
 }
 
@@ -282,7 +312,7 @@ impl Clock {
         }
     }
 
-    fn request_started(self: &Arc<Self>, body_pending: bool) -> BusyGuard {
+    pub(super) fn request_started(self: &Arc<Self>, body_pending: bool) -> BusyGuard {
         self.update(|phase| {
             *phase = Phase::Busy {
                 body_pending,
@@ -332,10 +362,10 @@ impl Clock {
 }
 
 /// Held from a request's start until its response is written.
-struct BusyGuard(Arc<Clock>);
+pub(super) struct BusyGuard(Arc<Clock>);
 
 impl BusyGuard {
-    fn responding(&self) {
+    pub(super) fn responding(&self) {
         self.0.update(|phase| {
             if let Phase::Busy {
                 responding,
@@ -414,6 +444,59 @@ impl hyper::body::Body for GuardedBody {
     }
 }
 
+/// A stream with bytes already read from it in front, for hyper to read
+/// first: what the gateway's own path read and did not carry.
+struct Rewind<T> {
+    read: Bytes,
+    inner: T,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.read.has_remaining() {
+            let n = self.read.len().min(buf.remaining());
+            buf.put_slice(&self.read[..n]);
+            self.read.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// The TCP stream, reporting progress to the connection's clock.
 struct Watched {
     inner: TcpStream,
@@ -482,6 +565,7 @@ mod tests {
         idle_timeout: Duration::from_secs(60),
         max_connections: 1,
         shutdown_timeout: Duration::from_secs(1),
+        gateway_fast_path: true,
     };
 
     /// Runs `expired` in paused time; `None` if it did not fire in a day.

@@ -27,7 +27,7 @@ async fn add_flag(fb: &Flagbase, admin: &str, body: Value) {
 
 /// A proxied request with extra headers.
 async fn call(fb: &Flagbase, path: &str, token: Option<&str>, headers: &[(&str, &str)]) -> Resp {
-    let mut req = fb.http.get(fb.url(path));
+    let mut req = fb.gw.get(fb.url(path));
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -287,10 +287,10 @@ async fn the_longest_prefix_wins_on_whole_segments_and_stripping_is_per_route() 
         ("c", Some("/gateway/keep/it"))
     );
     assert_eq!(upstream_header(&r, "x-forwarded-prefix"), None);
-    let r = fb.send(fb.http.delete(fb.url("/gateway/keep/it"))).await;
+    let r = fb.send(fb.gw.delete(fb.url("/gateway/keep/it"))).await;
     assert_eq!(r.error(405), "method_not_allowed");
     let r = fb
-        .send(fb.http.post(fb.url("/gateway/keep/it")).body("abc"))
+        .send(fb.gw.post(fb.url("/gateway/keep/it")).body("abc"))
         .await;
     assert_eq!(
         (r.body["method"].as_str(), r.body["body_bytes"].as_u64()),
@@ -461,11 +461,11 @@ async fn a_large_upload_streams_through_with_bounded_memory() {
     )
     .await;
     let r = fb
-        .send(fb.http.post(fb.url("/gateway/files")).body("0123456789ab"))
+        .send(fb.gw.post(fb.url("/gateway/files")).body("0123456789ab"))
         .await;
     assert_eq!(r.error(413), "payload_too_large");
     let r = fb
-        .send(fb.http.post(fb.url("/gateway/files")).body("0123456789"))
+        .send(fb.gw.post(fb.url("/gateway/files")).body("0123456789"))
         .await;
     assert_eq!(r.body["body_bytes"], 10);
     // A chunked body declares no length: it is cut off once past the limit.
@@ -501,7 +501,7 @@ async fn server_sent_events_pass_through_as_they_are_produced() {
     )
     .await;
     let mut res = fb
-        .http
+        .gw
         .get(fb.url("/gateway/events/sse"))
         .send()
         .await

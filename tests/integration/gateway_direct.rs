@@ -10,7 +10,7 @@ use crate::gateway_upstream::Upstream;
 use crate::harness::{Flagbase, Resp};
 
 async fn proxied(fb: &Flagbase, path: &str, headers: &[(&str, &str)]) -> Resp {
-    let mut req = fb.http.get(fb.url(path));
+    let mut req = fb.gw.get(fb.url(path));
     for (n, v) in headers {
         req = req.header(*n, *v);
     }

@@ -19,7 +19,7 @@ async fn add_flag(w: &World, body: Value) {
 }
 
 async fn call(w: &World, path: &str, token: Option<&str>, body: &str) -> Resp {
-    let mut req = w.fb.http.post(w.fb.url(path)).body(body.to_string());
+    let mut req = w.fb.gw.post(w.fb.url(path)).body(body.to_string());
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }

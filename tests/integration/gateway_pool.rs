@@ -17,7 +17,26 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::harness::Flagbase;
+use crate::harness::{Flagbase, Options};
+
+/// Runs a test against both paths a bodyless request can take: the
+/// gateway's own HTTP/1 path and hyper's (`gateway.fast_path: false`).
+/// Each keeps its own upstream connections.
+macro_rules! both_paths {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn own_http1() {
+                super::$name(true).await
+            }
+
+            #[tokio::test]
+            async fn hyper() {
+                super::$name(false).await
+            }
+        }
+    };
+}
 
 /// An upstream that answers with the client port of the connection the
 /// request came on; `/hold` signals `arrived`, then answers only once
@@ -83,8 +102,11 @@ async fn answer(
     Ok(Response::new(Full::new(Bytes::from(body))))
 }
 
-async fn gateway_to(url: &str) -> Flagbase {
-    let fb = Flagbase::start().await;
+/// A gateway with one route to `url`, serving bodyless requests with its
+/// own HTTP/1 path (`fast`) or with hyper's.
+async fn gateway_to(url: &str, fast: bool) -> Flagbase {
+    let options = Options::default().set("gateway.fast_path", if fast { "true" } else { "false" });
+    let fb = Flagbase::start_with(options).await;
     let admin = fb.setup_admin("admin@example.com").await;
     let r = fb
         .post(
@@ -103,23 +125,23 @@ async fn port(fb: &Flagbase, path: &str) -> u64 {
     r.body["port"].as_u64().unwrap()
 }
 
-#[tokio::test]
-async fn gateway_pool_reuses_one_connection_for_sequential_requests() {
+both_paths!(gateway_pool_reuses_one_connection_for_sequential_requests);
+async fn gateway_pool_reuses_one_connection_for_sequential_requests(fast: bool) {
     let up = PeerUpstream::start(true).await;
-    let fb = gateway_to(&up.url).await;
+    let fb = gateway_to(&up.url, fast).await;
     let first = port(&fb, "/gateway/up/a").await;
     for _ in 0..5 {
         assert_eq!(port(&fb, "/gateway/up/b").await, first, "a new connection");
     }
 }
 
-#[tokio::test]
-async fn gateway_pool_never_queues_a_request_behind_one_in_flight() {
+both_paths!(gateway_pool_never_queues_a_request_behind_one_in_flight);
+async fn gateway_pool_never_queues_a_request_behind_one_in_flight(fast: bool) {
     let up = PeerUpstream::start(true).await;
-    let fb = gateway_to(&up.url).await;
+    let fb = gateway_to(&up.url, fast).await;
     let warm = port(&fb, "/gateway/up/a").await;
     let held = {
-        let (http, url) = (fb.http.clone(), fb.url("/gateway/up/hold"));
+        let (http, url) = (fb.gw.clone(), fb.url("/gateway/up/hold"));
         tokio::spawn(async move { http.get(url).send().await.unwrap().text().await.unwrap() })
     };
     up.arrived.notified().await;
@@ -135,10 +157,10 @@ async fn gateway_pool_never_queues_a_request_behind_one_in_flight() {
     assert_eq!(held, warm, "the idle connection was not reused");
 }
 
-#[tokio::test]
-async fn gateway_pool_survives_an_upstream_that_closes_every_connection() {
+both_paths!(gateway_pool_survives_an_upstream_that_closes_every_connection);
+async fn gateway_pool_survives_an_upstream_that_closes_every_connection(fast: bool) {
     let up = PeerUpstream::start(false).await;
-    let fb = gateway_to(&up.url).await;
+    let fb = gateway_to(&up.url, fast).await;
     let mut ports = std::collections::HashSet::new();
     for _ in 0..10 {
         ports.insert(port(&fb, "/gateway/up/x").await);
@@ -195,10 +217,10 @@ async fn raw_upstream(
     (url, task)
 }
 
-#[tokio::test]
-async fn gateway_pool_drops_connections_the_upstream_closed_while_idle() {
+both_paths!(gateway_pool_drops_connections_the_upstream_closed_while_idle);
+async fn gateway_pool_drops_connections_the_upstream_closed_while_idle(fast: bool) {
     let (url, upstream) = raw_upstream(usize::MAX, std::time::Duration::from_millis(100)).await;
-    let fb = gateway_to(&url).await;
+    let fb = gateway_to(&url, fast).await;
     let mut ports = std::collections::HashSet::new();
     for _ in 0..4 {
         // Back to back: the same connection.
@@ -213,10 +235,10 @@ async fn gateway_pool_drops_connections_the_upstream_closed_while_idle() {
     upstream.abort();
 }
 
-#[tokio::test]
-async fn gateway_pool_sends_an_idempotent_request_again_when_a_reused_connection_closes_on_it() {
+both_paths!(gateway_pool_sends_an_idempotent_request_again_when_a_reused_connection_closes_on_it);
+async fn gateway_pool_sends_an_idempotent_request_again_when_a_reused_connection_closes_on_it(fast: bool) {
     let (url, upstream) = raw_upstream(1, std::time::Duration::from_secs(60)).await;
-    let fb = gateway_to(&url).await;
+    let fb = gateway_to(&url, fast).await;
     let first = port(&fb, "/gateway/up/a").await;
     // Idle long enough for a keep-alive timeout to be possible: the
     // pooled connection takes the GET and closes; it goes again on a

@@ -129,6 +129,13 @@ pub struct Flagbase {
     pub stderr: Arc<Lines>,
     pub setup_token: Option<String>,
     pub http: reqwest::Client,
+    /// A client whose connections carry gateway requests only, as a
+    /// browser's or an application's to the gateway's host would: the
+    /// gateway's own HTTP/1 path reads a connection until its first
+    /// request it does not carry, and after one API request hyper serves
+    /// the connection for good. `get`, `post`, `put` and `delete` send
+    /// `/gateway` paths through it.
+    pub gw: reqwest::Client,
 }
 
 pub struct Resp {
@@ -249,6 +256,7 @@ impl Flagbase {
             stderr,
             setup_token,
             http: reqwest::Client::new(),
+            gw: reqwest::Client::new(),
         }
     }
 
@@ -308,22 +316,31 @@ impl Flagbase {
         }
     }
 
+    /// `gw` for gateway paths, `http` for the rest.
+    pub fn client(&self, path: &str) -> &reqwest::Client {
+        if path.starts_with("/gateway") {
+            &self.gw
+        } else {
+            &self.http
+        }
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
-        self.send(auth(self.http.get(self.url(path)), token)).await
+        self.send(auth(self.client(path).get(self.url(path)), token)).await
     }
 
     pub async fn delete(&self, path: &str, token: Option<&str>) -> Resp {
-        self.send(auth(self.http.delete(self.url(path)), token))
+        self.send(auth(self.client(path).delete(self.url(path)), token))
             .await
     }
 
     pub async fn post(&self, path: &str, body: Value, token: Option<&str>) -> Resp {
-        self.send(auth(self.http.post(self.url(path)).json(&body), token))
+        self.send(auth(self.client(path).post(self.url(path)).json(&body), token))
             .await
     }
 
     pub async fn put(&self, path: &str, body: Value, token: Option<&str>) -> Resp {
-        self.send(auth(self.http.put(self.url(path)).json(&body), token))
+        self.send(auth(self.client(path).put(self.url(path)).json(&body), token))
             .await
     }
 

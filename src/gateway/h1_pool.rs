@@ -1,0 +1,165 @@
+//! Upstream connections of the gateway's own HTTP/1 path (`h1`): plain
+//! sockets with their read buffers, driven by the request that holds one,
+//! so an exchange costs no task of its own, no channel and no wake-up
+//! between tasks. Idle ones are reused last-in first-out, at most
+//! `max_idle` per upstream, for at most `idle_timeout`.
+//!
+//! Nobody reads an idle socket, so an upstream's close (its keep-alive
+//! timeout) is found two ways: a connection idle long enough for that to
+//! be likely is probed on checkout (one non-blocking read), and a sweeper
+//! task probes every idle connection now and then, so closed ones do not
+//! linger in CLOSE_WAIT. A close the probe cannot see (it crosses the
+//! request) is `h1`'s to retry.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use hyper::http::uri::Authority;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// A connection idle this long is probed before it is used: keep-alive
+/// timeouts are a second or more, and a probe is a system call the busy
+/// path should not pay.
+const PROBE_AFTER_IDLE: Duration = Duration::from_millis(100);
+/// How often the sweeper probes the idle connections.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Read buffer of a new connection; it grows for larger heads.
+const BUFFER: usize = 8 * 1024;
+
+/// One upstream connection and what was read from it.
+pub(super) struct Conn {
+    pub stream: TcpStream,
+    pub buf: BytesMut,
+    /// Whether it served an exchange before this one.
+    pub reused: bool,
+}
+
+pub(super) struct Conns {
+    shared: Arc<Shared>,
+    connect_timeout: Duration,
+}
+
+struct Shared {
+    idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+impl Conns {
+    pub fn new(max_idle: usize, idle_timeout: Duration, connect_timeout: Duration) -> Conns {
+        let shared = Arc::new(Shared {
+            idle: Mutex::new(HashMap::new()),
+            max_idle,
+            idle_timeout,
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep(Arc::downgrade(&shared)));
+        }
+        Conns {
+            shared,
+            connect_timeout,
+        }
+    }
+
+    /// The most recently used idle connection to `authority` that is
+    /// still open, as far as can be told without sending.
+    pub fn checkout(&self, authority: &Authority) -> Option<Conn> {
+        let mut idle = self.shared.idle.lock().expect("pool lock");
+        let list = idle.get_mut(authority)?;
+        let now = Instant::now();
+        while let Some(entry) = list.pop() {
+            let idle_for = now.duration_since(entry.since);
+            if idle_for >= self.shared.idle_timeout {
+                // Everything below is older still.
+                list.clear();
+                return None;
+            }
+            if idle_for < PROBE_AFTER_IDLE || still_open(&entry.conn.stream) {
+                let mut conn = entry.conn;
+                conn.reused = true;
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// A new connection, within the connect timeout.
+    pub async fn connect(&self, authority: &Authority) -> io::Result<Conn> {
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = authority.port_u16().unwrap_or(80);
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect timed out after {:?}", self.connect_timeout),
+                )
+            })??;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn {
+            stream,
+            buf: BytesMut::with_capacity(BUFFER),
+            reused: false,
+        })
+    }
+
+    /// Keeps a connection whose last exchange ended cleanly.
+    pub fn checkin(&self, authority: &Authority, mut conn: Conn) {
+        conn.buf.clear();
+        let mut idle = self.shared.idle.lock().expect("pool lock");
+        let list = match idle.get_mut(authority) {
+            Some(list) => list,
+            None => idle.entry(authority.clone()).or_default(),
+        };
+        if list.len() >= self.shared.max_idle {
+            // The oldest goes: LIFO reuse means it is the least useful.
+            list.remove(0);
+        }
+        list.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+    }
+}
+
+/// An idle connection has nothing to read; a readable one was closed (end
+/// of stream, reset) or broke the protocol (bytes nobody asked for).
+fn still_open(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// Drops idle connections that timed out or were closed, until the pool
+/// itself is gone.
+async fn sweep(shared: Weak<Shared>) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut idle = shared.idle.lock().expect("pool lock");
+        for list in idle.values_mut() {
+            list.retain(|entry| {
+                now.duration_since(entry.since) < shared.idle_timeout
+                    && still_open(&entry.conn.stream)
+            });
+        }
+        idle.retain(|_, list| !list.is_empty());
+    }
+}
