@@ -25,7 +25,8 @@
 # reports go to PROFILE_OUT.{gateway,nginx}[.children].txt and the samples
 # to PROFILE_OUT.{gateway,nginx}.data (for perf report -i), PROFILE_OUT
 # defaulting to /tmp/gateway-profile; PROFILE_CALLGRAPH=dwarf for call
-# graphs through code built without frame pointers, PROFILE_FREQ (2000)),
+# graphs through code built without frame pointers, PROFILE_FREQ (2000);
+# PROFILE_TOOL=strace counts system calls instead, into PROFILE_OUT.*.strace.txt),
 # FLOOR=1 (adds examples/proxy_floor.rs, a bare tokio + httparse proxy with
 # none of the gateway's work, pinned like the proxies: how much of the gap to
 # nginx is the runtime and the kernel, and how much the HTTP stack above).
@@ -189,6 +190,15 @@ if [[ "${PROFILE:-}" == 1 ]]; then
     OUT=${PROFILE_OUT:-/tmp/gateway-profile}
     # profile LABEL PID URL [HEADER]
     profile() {
+        if [[ "${PROFILE_TOOL:-perf}" == strace ]]; then
+            # System calls per request: counts over the run, then divide.
+            timeout -s INT "${DURATION%s}" strace -c -f -p "$2" -o "$OUT.$1.strace.txt" 2>/dev/null &
+            local strace_pid=$!
+            bench "profile.$1.c$CONNECTIONS" "$CONNECTIONS" "$3" "${4:-}"
+            wait "$strace_pid" || true
+            echo "SYSCALLS $1: $OUT.$1.strace.txt"
+            return
+        fi
         perf record -q ${PROFILE_CALLGRAPH:+--call-graph "$PROFILE_CALLGRAPH"} -g -F "${PROFILE_FREQ:-2000}" -p "$2" -o "$WORK/perf.data" -- sleep "${DURATION%s}" 2>/dev/null &
         local perf_pid=$!
         bench "profile.$1.c$CONNECTIONS" "$CONNECTIONS" "$3" "${4:-}"

@@ -143,7 +143,7 @@ impl Gateway {
             field(&mut out, b"set-cookie", cookie.as_bytes());
         }
         field(&mut out, b"x-request-id", reply.request_id.as_bytes());
-        let keep_client = !reply.close && !matches!(head.framing, Framing::UntilClose);
+        let keep_client = !reply.close;
         if !keep_client {
             field(&mut out, b"connection", b"close");
         }
@@ -179,11 +179,7 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// or a new one. A reused connection that closes before answering gets
 /// an idempotent request once more on a new connection, as nginx does
 /// (an upstream's keep-alive timeout can cross the request).
-async fn send(
-    conns: &Conns,
-    target: &Upstream,
-    req: &Prepared,
-) -> Result<(Conn, Head), Failed> {
+async fn send(conns: &Conns, target: &Upstream, req: &Prepared) -> Result<(Conn, Head), Failed> {
     let authority = &target.authority;
     let mut pooled = conns.checkout(authority);
     loop {
@@ -258,8 +254,8 @@ enum Framing {
     Empty,
     Length(u64),
     Chunked,
-    /// Read until the upstream closes; the client's connection then closes
-    /// too, since nothing else tells it where the body ends.
+    /// Read until the upstream closes. The client gets it chunked, so its
+    /// connection lives on (as hyper's path does).
     UntilClose,
 }
 
@@ -323,9 +319,11 @@ fn response_head(buf: &[u8], head_only: bool) -> Parsed {
                     .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")),
             );
         } else if f.name.eq_ignore_ascii_case("content-length") {
-            let Some(n) = std::str::from_utf8(f.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
+            // Digits only: `parse` would also take a sign.
+            let digits = f.value.trim_ascii();
+            let Some(n) = (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(digits).ok()?.parse::<u64>().ok())
+                .flatten()
             else {
                 return Parsed::Bad("invalid content-length");
             };
@@ -369,12 +367,13 @@ fn response_head(buf: &[u8], head_only: bool) -> Parsed {
             || named.iter().any(|n| name.eq_ignore_ascii_case(n))
             || name.eq_ignore_ascii_case(REQUEST_ID.as_str().as_bytes())
             // With chunked framing a length would contradict it.
-            || (framing == Framing::Chunked && name.eq_ignore_ascii_case(b"content-length"));
+            || (matches!(framing, Framing::Chunked | Framing::UntilClose)
+                && name.eq_ignore_ascii_case(b"content-length"));
         if !dropped {
             field(&mut out, name, f.value);
         }
     }
-    if framing == Framing::Chunked {
+    if matches!(framing, Framing::Chunked | Framing::UntilClose) {
         field(&mut out, b"transfer-encoding", b"chunked");
     }
     Parsed::Final(Head {
@@ -433,7 +432,11 @@ where
             Ok(n) => n,
             Err(()) => return Relayed::Broken,
         };
-        out.extend_from_slice(&conn.buf[..taken]);
+        if matches!(tracker, Body::UntilClose) {
+            chunk(&mut out, &conn.buf[..taken]);
+        } else {
+            out.extend_from_slice(&conn.buf[..taken]);
+        }
         if tracker.done() && taken < conn.buf.len() {
             clean = false;
         }
@@ -449,12 +452,26 @@ where
         }
         match conn.stream.read_buf(&mut conn.buf).await {
             Ok(0) if matches!(tracker, Body::UntilClose) => {
-                return Relayed::Done { clean: false }
+                // The last chunk: the body ends here for the client too.
+                if client.write_all(b"0\r\n\r\n").await.is_err() {
+                    return Relayed::Broken;
+                }
+                return Relayed::Done { clean: false };
             }
             Ok(0) | Err(_) => return Relayed::Broken,
             Ok(_) => {}
         }
     }
+}
+
+/// Appends `data` as one chunk (none for no data: an empty chunk ends the body).
+fn chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Where a response body ends, tracked over the bytes as they pass.
@@ -645,8 +662,12 @@ mod tests {
         let gzip_only = final_head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false);
         assert_eq!(gzip_only.framing, Framing::UntilClose);
         assert!(!gzip_only.reusable);
-        let unframed = final_head("HTTP/1.1 200 OK\r\n\r\n", false);
+        let unframed = final_head("HTTP/1.1 200 OK\r\nContent-Type: a/b\r\n\r\n", false);
         assert_eq!(unframed.framing, Framing::UntilClose);
+        assert_eq!(
+            rendered(&unframed),
+            "HTTP/1.1 200 OK\r\nContent-Type: a/b\r\ntransfer-encoding: chunked\r\n"
+        );
         let head = final_head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true);
         assert_eq!(head.framing, Framing::Empty);
         assert!(rendered(&head).contains("Content-Length: 5"));
@@ -666,24 +687,35 @@ mod tests {
     #[test]
     fn interim_and_broken_heads() {
         let raw = "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n";
-        assert!(matches!(response_head(raw.as_bytes(), false), Parsed::Interim(n) if n == raw.len()));
+        assert!(
+            matches!(response_head(raw.as_bytes(), false), Parsed::Interim(n) if n == raw.len())
+        );
         assert!(matches!(
             response_head(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", false),
             Parsed::Bad(_)
         ));
         assert!(matches!(
-            response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false),
+            response_head(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                false
+            ),
             Parsed::Bad(_)
         ));
-        assert!(matches!(
-            response_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false),
-            Parsed::Bad(_)
-        ));
+        for length in ["x", "+3", "-1", "", "99999999999999999999999"] {
+            let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n");
+            assert!(
+                matches!(response_head(raw.as_bytes(), false), Parsed::Bad(_)),
+                "{length:?}"
+            );
+        }
         assert!(matches!(
             response_head(b"HTTP/1.1 200 OK\r\nConte", false),
             Parsed::Partial
         ));
-        assert!(matches!(response_head(b"garbage\r\n\r\n", false), Parsed::Bad(_)));
+        assert!(matches!(
+            response_head(b"garbage\r\n\r\n", false),
+            Parsed::Bad(_)
+        ));
     }
 
     /// Feeds `body` in pieces of every size; the end must be found at the

@@ -25,8 +25,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use super::context::{self, ANONYMOUS};
-use super::net::Cidr;
 use super::h1_pool::Conns;
+use super::net::Cidr;
 use super::pool::{Pool, SendError};
 use super::route::{self, Route, Target, Upstream};
 use super::Gateway;
@@ -414,10 +414,18 @@ impl Gateway {
         };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // Switching when the client never asked would leave it holding
+            // a connection that speaks nobody knows what.
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(self.upstream_failed(
+                    &decision,
+                    target,
+                    false,
+                    &"switching protocols without an upgrade",
+                ));
+            };
             let upstream_upgrade = hyper::upgrade::on(&mut response);
-            if let Some(client_upgrade) = client_upgrade {
-                tokio::spawn(splice(client_upgrade, upstream_upgrade, route.id.clone()));
-            }
+            tokio::spawn(splice(client_upgrade, upstream_upgrade, route.id.clone()));
         } else {
             strip_hop_by_hop(response.headers_mut());
         }

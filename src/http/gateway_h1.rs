@@ -47,6 +47,9 @@ pub(super) enum Ended {
 }
 
 /// A request head, as far as this path is concerned.
+// Returned once per request and taken apart at once: boxing the large
+// variant would add an allocation to every request for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Head {
     Carry {
         parts: axum::http::request::Parts,
@@ -105,6 +108,9 @@ impl Direct {
             else {
                 unreachable!("the loop above breaks with a head to carry");
             };
+            // The head is in: from here the request is under way (no head
+            // timeout while the credential is checked or the upstream works).
+            let busy = clock.request_started(false);
             let state = self.state();
             let caller = match MaybeCaller::from_request_parts(&mut parts, state).await {
                 Ok(MaybeCaller(caller)) => caller,
@@ -132,7 +138,6 @@ impl Direct {
             };
             buf.advance(len);
 
-            let busy = clock.request_started(false);
             let responding = || busy.responding();
             let reply = Reply {
                 request_id: &id,

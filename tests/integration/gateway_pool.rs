@@ -19,25 +19,6 @@ use tokio::sync::Notify;
 
 use crate::harness::{Flagbase, Options};
 
-/// Runs a test against both paths a bodyless request can take: the
-/// gateway's own HTTP/1 path and hyper's (`gateway.fast_path: false`).
-/// Each keeps its own upstream connections.
-macro_rules! both_paths {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn own_http1() {
-                super::$name(true).await
-            }
-
-            #[tokio::test]
-            async fn hyper() {
-                super::$name(false).await
-            }
-        }
-    };
-}
-
 /// An upstream that answers with the client port of the connection the
 /// request came on; `/hold` signals `arrived`, then answers only once
 /// `release` is notified.
@@ -236,7 +217,9 @@ async fn gateway_pool_drops_connections_the_upstream_closed_while_idle(fast: boo
 }
 
 both_paths!(gateway_pool_sends_an_idempotent_request_again_when_a_reused_connection_closes_on_it);
-async fn gateway_pool_sends_an_idempotent_request_again_when_a_reused_connection_closes_on_it(fast: bool) {
+async fn gateway_pool_sends_an_idempotent_request_again_when_a_reused_connection_closes_on_it(
+    fast: bool,
+) {
     let (url, upstream) = raw_upstream(1, std::time::Duration::from_secs(60)).await;
     let fb = gateway_to(&url, fast).await;
     let first = port(&fb, "/gateway/up/a").await;

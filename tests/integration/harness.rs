@@ -326,7 +326,8 @@ impl Flagbase {
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
-        self.send(auth(self.client(path).get(self.url(path)), token)).await
+        self.send(auth(self.client(path).get(self.url(path)), token))
+            .await
     }
 
     pub async fn delete(&self, path: &str, token: Option<&str>) -> Resp {
@@ -335,13 +336,19 @@ impl Flagbase {
     }
 
     pub async fn post(&self, path: &str, body: Value, token: Option<&str>) -> Resp {
-        self.send(auth(self.client(path).post(self.url(path)).json(&body), token))
-            .await
+        self.send(auth(
+            self.client(path).post(self.url(path)).json(&body),
+            token,
+        ))
+        .await
     }
 
     pub async fn put(&self, path: &str, body: Value, token: Option<&str>) -> Resp {
-        self.send(auth(self.client(path).put(self.url(path)).json(&body), token))
-            .await
+        self.send(auth(
+            self.client(path).put(self.url(path)).json(&body),
+            token,
+        ))
+        .await
     }
 
     /// Completes first-admin setup and returns the admin's JWT.

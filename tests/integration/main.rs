@@ -1,6 +1,25 @@
 //! Integration tests: the real binary, real HTTP, temporary directories,
 //! free ports. One test binary keeps link time down.
 
+/// Runs a test against both paths a bodyless request can take: the
+/// gateway's own HTTP/1 path and hyper's (`gateway.fast_path: false`).
+/// Each keeps its own upstream connections. The test is an `async fn(fast: bool)`.
+macro_rules! both_paths {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn own_http1() {
+                super::$name(true).await
+            }
+
+            #[tokio::test]
+            async fn hyper() {
+                super::$name(false).await
+            }
+        }
+    };
+}
+
 mod anomaly;
 mod anomaly_audit;
 mod buckets;
@@ -22,6 +41,7 @@ mod functions;
 mod gateway;
 mod gateway_direct;
 mod gateway_functions;
+mod gateway_h1;
 mod gateway_pool;
 mod gateway_upstream;
 mod hangup;
