@@ -11,7 +11,6 @@
 //! linger in CLOSE_WAIT. A close the probe cannot see (it crosses the
 //! request) is `h1`'s to retry.
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -44,7 +43,9 @@ pub(super) struct Conns {
 }
 
 struct Shared {
-    idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+    /// Per upstream; a list, not a map: a gateway has few upstreams, and
+    /// comparing an authority costs less than hashing it.
+    idle: Mutex<Vec<(Authority, Vec<Idle>)>>,
     max_idle: usize,
     idle_timeout: Duration,
 }
@@ -57,7 +58,7 @@ struct Idle {
 impl Conns {
     pub fn new(max_idle: usize, idle_timeout: Duration, connect_timeout: Duration) -> Conns {
         let shared = Arc::new(Shared {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(Vec::new()),
             max_idle,
             idle_timeout,
         });
@@ -74,7 +75,7 @@ impl Conns {
     /// still open, as far as can be told without sending.
     pub fn checkout(&self, authority: &Authority) -> Option<Conn> {
         let mut idle = self.shared.idle.lock().expect("pool lock");
-        let list = idle.get_mut(authority)?;
+        let list = list_of(&mut idle, authority)?;
         let now = Instant::now();
         while let Some(entry) = list.pop() {
             let idle_for = now.duration_since(entry.since);
@@ -119,10 +120,10 @@ impl Conns {
     pub fn checkin(&self, authority: &Authority, mut conn: Conn) {
         conn.buf.clear();
         let mut idle = self.shared.idle.lock().expect("pool lock");
-        let list = match idle.get_mut(authority) {
-            Some(list) => list,
-            None => idle.entry(authority.clone()).or_default(),
-        };
+        if list_of(&mut idle, authority).is_none() {
+            idle.push((authority.clone(), Vec::new()));
+        }
+        let list = list_of(&mut idle, authority).expect("just added");
         if list.len() >= self.shared.max_idle {
             // The oldest goes: LIFO reuse means it is the least useful.
             list.remove(0);
@@ -132,6 +133,16 @@ impl Conns {
             since: Instant::now(),
         });
     }
+}
+
+/// The idle connections to `authority`.
+fn list_of<'a>(
+    idle: &'a mut [(Authority, Vec<Idle>)],
+    authority: &Authority,
+) -> Option<&'a mut Vec<Idle>> {
+    idle.iter_mut()
+        .find(|(a, _)| a == authority)
+        .map(|(_, list)| list)
 }
 
 /// An idle connection has nothing to read; a readable one was closed (end
@@ -154,12 +165,12 @@ async fn sweep(shared: Weak<Shared>) {
         };
         let now = Instant::now();
         let mut idle = shared.idle.lock().expect("pool lock");
-        for list in idle.values_mut() {
+        for (_, list) in idle.iter_mut() {
             list.retain(|entry| {
                 now.duration_since(entry.since) < shared.idle_timeout
                     && still_open(&entry.conn.stream)
             });
         }
-        idle.retain(|_, list| !list.is_empty());
+        idle.retain(|(_, list)| !list.is_empty());
     }
 }
