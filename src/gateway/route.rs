@@ -160,13 +160,29 @@ impl Upstream {
 /// Rejects dot segments (plain or percent-encoded) and empty segments, so
 /// neither a route nor a request can climb out of its prefix upstream.
 pub fn check_segments(path: &str) -> std::result::Result<(), String> {
-    for segment in path.split('/').skip(1) {
-        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-        if decoded == "." || decoded == ".." {
-            return Err("must not contain . or .. segments".into());
-        }
+    if path.split('/').skip(1).any(is_dot_segment) {
+        return Err("must not contain . or .. segments".into());
     }
     Ok(())
+}
+
+/// `.` or `..`, each dot plain or percent-encoded (`%2e`, `%2E`); checked
+/// on every proxied request, so without allocating.
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', e, tail @ ..] if e.eq_ignore_ascii_case(&b'e') => tail,
+            _ => return false,
+        };
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots > 0
 }
 
 /// A validated route, ready to serve.
@@ -341,6 +357,15 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn dot_segments_are_found_as_decoding_would_find_them(segment in "[.%2eEa/]{0,8}") {
+            let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+            let expected = decoded == "." || decoded == "..";
+            proptest::prop_assert_eq!(is_dot_segment(&segment), expected, "{}", segment);
+        }
+    }
 
     fn spec(path: &str, target: &str) -> RouteSpec {
         serde_json::from_value(serde_json::json!({"path": path, "target": target})).unwrap()

@@ -192,7 +192,9 @@ fn parse(buf: &[u8]) -> Head {
         return Head::Other;
     }
     let mut close = false;
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    // Room for what the gateway adds (X-Forwarded-*, X-Flagbase-*, Cookie):
+    // growing the map as they go in rehashes it, more than once.
+    let mut headers = HeaderMap::with_capacity(req.headers.len() + 12);
     for f in req.headers.iter() {
         let name = f.name;
         if name.eq_ignore_ascii_case("transfer-encoding")
