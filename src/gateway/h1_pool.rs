@@ -95,20 +95,7 @@ impl Conns {
 
     /// A new connection, within the connect timeout.
     pub async fn connect(&self, authority: &Authority) -> io::Result<Conn> {
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let port = authority.port_u16().unwrap_or(80);
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("connect timed out after {:?}", self.connect_timeout),
-                )
-            })??;
-        let _ = stream.set_nodelay(true);
+        let stream = dial(authority, self.connect_timeout).await?;
         Ok(Conn {
             stream,
             buf: BytesMut::with_capacity(BUFFER),
@@ -133,6 +120,26 @@ impl Conns {
             since: Instant::now(),
         });
     }
+}
+
+/// A TCP connection to an upstream (`TCP_NODELAY`: heads and small
+/// bodies go out at once), within `timeout`; both pools connect with it.
+pub(super) async fn dial(authority: &Authority, timeout: Duration) -> io::Result<TcpStream> {
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(80);
+    let stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("timed out after {timeout:?}"),
+            )
+        })??;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 /// The idle connections to `authority`.

@@ -29,7 +29,6 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::http::uri::{Authority, Scheme};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::proxy::LimitedBody;
@@ -158,16 +157,9 @@ impl Pool {
     }
 
     async fn connect(&self, authority: &Authority) -> Result<SendRequest<LimitedBody>, SendError> {
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let port = authority.port_u16().unwrap_or(80);
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
+        let stream = super::h1_pool::dial(authority, self.connect_timeout)
             .await
-            .map_err(|_| SendError::Connect(format!("timed out after {:?}", self.connect_timeout)))?
             .map_err(|e| SendError::Connect(e.to_string()))?;
-        let _ = stream.set_nodelay(true);
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| SendError::Connect(e.to_string()))?;

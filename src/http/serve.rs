@@ -155,9 +155,11 @@ impl Connection {
         let mut watched = Watched {
             inner: stream,
             clock: clock.clone(),
+            read: Bytes::new(),
         };
         // The gateway's own HTTP/1 path reads first; hyper takes over at
-        // the first request it does not carry, with the bytes read so far.
+        // the first request it does not carry, with the bytes read so far
+        // (`Watched::read`).
         let mut read = BytesMut::new();
         if let Some(gateway) = handlers
             .gateway
@@ -177,10 +179,8 @@ impl Connection {
                 return;
             }
         }
-        let io = TokioIo::new(Rewind {
-            read: read.freeze(),
-            inner: watched,
-        });
+        watched.read = read.freeze();
+        let io = TokioIo::new(watched);
         let peer = self.peer;
         let requests = clock.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -444,14 +444,16 @@ impl hyper::body::Body for GuardedBody {
     }
 }
 
-/// A stream with bytes already read from it in front, for hyper to read
-/// first: what the gateway's own path read and did not carry.
-struct Rewind<T> {
+/// The TCP stream, reporting progress to the connection's clock. `read`
+/// holds bytes already read from it (by the gateway's own path), which
+/// hyper reads first.
+struct Watched {
+    inner: TcpStream,
+    clock: Arc<Clock>,
     read: Bytes,
-    inner: T,
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+impl AsyncRead for Watched {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -463,52 +465,6 @@ impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
             self.read.advance(n);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// The TCP stream, reporting progress to the connection's clock.
-struct Watched {
-    inner: TcpStream,
-    clock: Arc<Clock>,
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {

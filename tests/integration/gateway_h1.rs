@@ -7,11 +7,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::harness::{Flagbase, Options};
+use crate::harness::Flagbase;
 
 /// What the upstream answers, by path (the gateway strips `/gateway/up`).
 /// `true`: it closes the connection after answering.
@@ -138,17 +137,7 @@ async fn gateway(
     String,
 ) {
     let (url, seen, task) = upstream().await;
-    let fast = if fast { "true" } else { "false" };
-    let fb = Flagbase::start_with(Options::default().set("gateway.fast_path", fast)).await;
-    let admin = fb.setup_admin("admin@example.com").await;
-    let r = fb
-        .post(
-            "/api/v1/gateway/routes",
-            json!({"path": "/gateway/up", "target": url}),
-            Some(&admin),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    let fb = crate::gateway_pool::gateway_to(&url, fast).await;
     let authority = url.trim_start_matches("http://").to_string();
     (fb, seen, task, authority)
 }

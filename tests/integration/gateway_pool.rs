@@ -85,7 +85,7 @@ async fn answer(
 
 /// A gateway with one route to `url`, serving bodyless requests with its
 /// own HTTP/1 path (`fast`) or with hyper's.
-async fn gateway_to(url: &str, fast: bool) -> Flagbase {
+pub async fn gateway_to(url: &str, fast: bool) -> Flagbase {
     let options = Options::default().set("gateway.fast_path", if fast { "true" } else { "false" });
     let fb = Flagbase::start_with(options).await;
     let admin = fb.setup_admin("admin@example.com").await;
