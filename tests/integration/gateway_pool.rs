@@ -2,7 +2,8 @@
 //! one connection, a request in flight never makes another wait behind it
 //! (it gets its own connection), and an upstream that closes its
 //! connections, after each exchange or once they sat idle, costs no
-//! failed request, even when the close crosses an idempotent request.
+//! failed request, even when the close crosses an idempotent request, and
+//! leaves no socket half-closed. Each case runs on both HTTP paths.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -236,4 +237,52 @@ async fn gateway_pool_sends_an_idempotent_request_again_when_a_reused_connection
         .await;
     assert_eq!(r.status, 502, "{}", r.body);
     upstream.abort();
+}
+
+both_paths!(gateway_pool_leaves_no_socket_half_closed_by_an_idle_upstream);
+async fn gateway_pool_leaves_no_socket_half_closed_by_an_idle_upstream(fast: bool) {
+    use std::time::{Duration, Instant};
+    let (url, upstream) = raw_upstream(usize::MAX, Duration::from_millis(100)).await;
+    let fb = gateway_to(&url, fast).await;
+    port(&fb, "/gateway/up/a").await;
+    let upstream_port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    // The upstream closes the pooled connection once it sits idle 100 ms.
+    // Nobody asks for it again, yet the gateway's end must not stay
+    // half-closed (CLOSE_WAIT, a file descriptor held) for long: hyper's
+    // connection task sees the close, the own path's sweeper probes idle
+    // sockets every 5 s.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting = close_wait_to(upstream_port);
+        if waiting == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{waiting} gateway sockets to the upstream still in CLOSE_WAIT"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    upstream.abort();
+}
+
+/// Sockets in CLOSE_WAIT (state 08 in /proc/net/tcp) whose peer is `port`
+/// on the loopback: the upstream closed, this end did not.
+fn close_wait_to(port: u16) -> usize {
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3
+                && fields[3] == "08"
+                && fields[2]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+        })
+        .count()
 }
