@@ -86,7 +86,9 @@ impl Direct {
                         carry => break carry,
                     }
                 }
-                buf.reserve(4096);
+                // Small: most heads are a few hundred bytes, and every connection
+                // starts here, including the API's long-lived streams.
+                buf.reserve(1024);
                 let read = if buf.is_empty() {
                     // Between requests: shutting down closes the connection.
                     tokio::select! {

@@ -167,7 +167,11 @@ impl Connection {
             .filter(|_| self.options.gateway_fast_path)
         {
             let mut stop = shutdown.clone();
-            let own = gateway.serve_h1(&mut watched, &mut read, self.peer, &clock, &mut stop);
+            // Boxed: its state is large, and inline it would stay in the
+            // task of every connection, also once hyper serves it (an SSE
+            // stream held for days).
+            let own =
+                Box::pin(gateway.serve_h1(&mut watched, &mut read, self.peer, &clock, &mut stop));
             let ended = tokio::select! {
                 ended = own => ended,
                 phase = clock.expired(&self.options) => {
@@ -463,6 +467,11 @@ impl AsyncRead for Watched {
             let n = self.read.len().min(buf.remaining());
             buf.put_slice(&self.read[..n]);
             self.read.advance(n);
+            if !self.read.has_remaining() {
+                // Free the buffer: an SSE stream may hold this connection
+                // for days.
+                self.read = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
