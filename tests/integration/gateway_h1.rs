@@ -14,7 +14,48 @@ use crate::harness::Flagbase;
 
 /// What the upstream answers, by path (the gateway strips `/gateway/up`).
 /// `true`: it closes the connection after answering.
-fn scripted(method: &str, path: &str) -> (Vec<&'static [u8]>, bool) {
+fn scripted(method: &str, path: &str) -> (Vec<std::borrow::Cow<'static, [u8]>>, bool) {
+    let (pieces, close) = scripted_static(method, path);
+    let mut pieces: Vec<std::borrow::Cow<'static, [u8]>> =
+        pieces.into_iter().map(Into::into).collect();
+    match path {
+        // Bodies larger than any buffer on the way, with either framing.
+        "/big" => {
+            pieces.push(
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n")
+                    .into_bytes()
+                    .into(),
+            );
+            pieces.push(big_body().into());
+        }
+        "/big-chunked" => {
+            pieces.push(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    .to_vec()
+                    .into(),
+            );
+            for part in big_body().chunks(BIG / 7 + 1) {
+                let mut chunk = format!("{:x}\r\n", part.len()).into_bytes();
+                chunk.extend_from_slice(part);
+                chunk.extend_from_slice(b"\r\n");
+                pieces.push(chunk.into());
+            }
+            pieces.push(b"0\r\n\r\n".to_vec().into());
+        }
+        _ => {}
+    }
+    (pieces, close)
+}
+
+/// Size of `/big` and `/big-chunked`: 8 MiB and a bit.
+const BIG: usize = 8 * 1024 * 1024 + 13;
+
+/// Bytes that tell their own position, so a lost or repeated piece shows.
+fn big_body() -> Vec<u8> {
+    (0..BIG).map(|i| (i % 251) as u8).collect()
+}
+
+fn scripted_static(method: &str, path: &str) -> (Vec<&'static [u8]>, bool) {
     match (method, path) {
         ("HEAD", _) => (vec![b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"], false),
         (_, "/chunked") => (
@@ -111,7 +152,7 @@ async fn upstream() -> (String, Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle
                         continue;
                     }
                     for piece in pieces {
-                        if stream.write_all(piece).await.is_err() {
+                        if stream.write_all(&piece).await.is_err() {
                             return;
                         }
                         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -379,6 +420,17 @@ async fn gateway_h1_relays_every_upstream_framing_as_the_client_expects(fast: bo
         (after_hints.status, after_hints.body().as_str()),
         (200, "ok")
     );
+
+    for big in ["/gateway/up/big", "/gateway/up/big-chunked"] {
+        client.send(&get(big)).await;
+        let r = client.response(false).await;
+        assert_eq!(r.status, 200, "{big}");
+        assert!(
+            r.body == big_body(),
+            "{big}: {} bytes, not the upstream's",
+            r.body.len()
+        );
+    }
 
     // A body that ends at the upstream's close reaches the client chunked,
     // and the client's connection lives on.
