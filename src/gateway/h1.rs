@@ -167,8 +167,17 @@ impl Gateway {
     }
 }
 
+/// Appends an HTTP/1.1 status line with the code's canonical reason.
+pub fn status_line(out: &mut Vec<u8>, code: hyper::StatusCode) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(code.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(code.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Appends one `name: value` line.
-fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -292,7 +301,13 @@ fn response_head(buf: &[u8], head_only: bool) -> Parsed {
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Bad("malformed response head"),
     };
-    let status = response.code.unwrap_or_default();
+    let Some(code) = response
+        .code
+        .and_then(|c| hyper::StatusCode::from_u16(c).ok())
+    else {
+        return Parsed::Bad("malformed status code");
+    };
+    let status = code.as_u16();
     match status {
         101 => return Parsed::Bad("switching protocols without an upgrade"),
         100..=199 => return Parsed::Interim(len),
@@ -344,15 +359,7 @@ fn response_head(buf: &[u8], head_only: bool) -> Parsed {
     };
 
     let mut out = Vec::with_capacity(len + 128);
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(&status_digits(status));
-    out.push(b' ');
-    let reason = hyper::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    status_line(&mut out, code);
     let named: Vec<&[u8]> = response
         .headers
         .iter()
@@ -393,16 +400,6 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .split(|b| *b == b',')
         .map(|t| t.trim_ascii())
         .filter(|t| !t.is_empty())
-}
-
-/// A status code's three digits.
-fn status_digits(status: u16) -> [u8; 3] {
-    let status = status.min(999);
-    [
-        b'0' + (status / 100) as u8,
-        b'0' + (status / 10 % 10) as u8,
-        b'0' + (status % 10) as u8,
-    ]
 }
 
 /// How relaying a body ended.
@@ -714,6 +711,10 @@ mod tests {
         ));
         assert!(matches!(
             response_head(b"garbage\r\n\r\n", false),
+            Parsed::Bad(_)
+        ));
+        assert!(matches!(
+            response_head(b"HTTP/1.1 099 Odd\r\n\r\n", false),
             Parsed::Bad(_)
         ));
     }

@@ -39,7 +39,7 @@ use crate::metrics::Recorder;
 use crate::model::Role;
 use crate::storage::gateway::{GatewayStore, RouteRecord};
 use crate::unit_of_work::run_to_completion;
-pub use h1::{Answered, Prepared, Reply};
+pub use h1::{field, status_line, Answered, Prepared, Reply};
 pub use proxy::{Proxy, ProxyError};
 pub use route::{Route, RouteSpec, RouteTable, Target, Upstream, MOUNT};
 pub use simulate::Simulation;

@@ -27,7 +27,7 @@ use super::auth::MaybeCaller;
 use super::error;
 use super::gateway_routes::{is_mount, request_id, request_span, Direct, Logged};
 use super::serve::Clock;
-use crate::gateway::Reply;
+use crate::gateway::{field, status_line, Reply};
 
 /// A request head this path reads, at most; a longer one goes to hyper,
 /// which has its own limit and answers 431.
@@ -257,29 +257,27 @@ where
         .await
         .unwrap_or_default();
     let mut out = Vec::with_capacity(256 + body.len());
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(parts.status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    let mut field = |name: &[u8], value: &[u8]| {
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    };
+    status_line(&mut out, parts.status);
     for (name, value) in &parts.headers {
         if !matches!(
             name.as_str(),
             "content-length" | "connection" | "transfer-encoding" | super::request::REQUEST_ID
         ) {
-            field(name.as_str().as_bytes(), value.as_bytes());
+            field(&mut out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
-    field(b"content-length", body.len().to_string().as_bytes());
-    field(super::request::REQUEST_ID.as_bytes(), id.as_bytes());
+    field(
+        &mut out,
+        b"content-length",
+        body.len().to_string().as_bytes(),
+    );
+    field(
+        &mut out,
+        super::request::REQUEST_ID.as_bytes(),
+        id.as_bytes(),
+    );
     if close {
-        field(b"connection", b"close");
+        field(&mut out, b"connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
     if !head_only {
