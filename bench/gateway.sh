@@ -27,6 +27,11 @@
 # defaulting to /tmp/gateway-profile; PROFILE_CALLGRAPH=dwarf for call
 # graphs through code built without frame pointers, PROFILE_FREQ (2000);
 # PROFILE_TOOL=strace counts system calls instead, into PROFILE_OUT.*.strace.txt),
+# PROFILE_TOOL=callgrind (the gateway runs under valgrind's callgrind, and
+# the instructions it executes per proxied request are counted over
+# CALLGRIND_REQUESTS (20000) requests on one connection after a warm-up:
+# a deterministic figure for comparing two builds where wall-clock runs
+# move by ±15 %; the breakdown goes to PROFILE_OUT.callgrind.txt),
 # FLOOR=1 (adds examples/proxy_floor.rs, a bare tokio + httparse proxy with
 # none of the gateway's work, pinned like the proxies: how much of the gap to
 # nginx is the runtime and the kernel, and how much the HTTP stack above).
@@ -118,10 +123,19 @@ TARGET=${CARGO_TARGET_DIR:-target}
 BIN=${FLAGBASE_BIN:-$TARGET/release/flagbase}
 [[ -x "$BIN" ]] || die "no release binary at $BIN"
 mkdir -p "$WORK/flagbase"
-(cd "$WORK/flagbase" && exec taskset -c "$SERVER_CPU" "$BIN" --log-level warn \
-    start --host 127.0.0.1 --port 0 --set events.nats_port=0 >"$WORK/flagbase.out" 2>"$WORK/flagbase.err") &
+WRAP=()
+EXTRA_SETTINGS=()
+if [[ "${PROFILE:-}" == 1 && "${PROFILE_TOOL:-}" == callgrind ]]; then
+    command -v valgrind >/dev/null || die "PROFILE_TOOL=callgrind needs valgrind (apt-get install valgrind)"
+    WRAP=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out")
+    # valgrind cannot reserve wasmtime's default instance pool.
+    EXTRA_SETTINGS=(--set functions.max_concurrency=1 --set functions.max_memory_limit=67108864
+        --set functions.default_memory_limit=67108864)
+fi
+(cd "$WORK/flagbase" && exec taskset -c "$SERVER_CPU" "${WRAP[@]}" "$BIN" --log-level warn \
+    start --host 127.0.0.1 --port 0 --set events.nats_port=0 "${EXTRA_SETTINGS[@]}" >"$WORK/flagbase.out" 2>"$WORK/flagbase.err") &
 SERVER_PID=$!
-for _ in $(seq 300); do grep -q '^Ready\.' "$WORK/flagbase.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 1200); do grep -q '^Ready\.' "$WORK/flagbase.out" 2>/dev/null && break; sleep 0.1; done
 BASE=$(sed -n 's/^ *http: *//p' "$WORK/flagbase.out" | head -n1)
 SETUP=$(sed -n 's/^ *setup token: *//p' "$WORK/flagbase.out" | head -n1)
 [[ -n "$BASE" ]] || die "flagbase did not start: $(cat "$WORK/flagbase.err")"
@@ -188,6 +202,26 @@ bench() {
 if [[ "${PROFILE:-}" == 1 ]]; then
     command -v perf >/dev/null || die "PROFILE=1 needs perf (apt-get install linux-perf)"
     OUT=${PROFILE_OUT:-/tmp/gateway-profile}
+    if [[ "${PROFILE_TOOL:-}" == callgrind ]]; then
+        # Instructions per request: a fixed number of requests, one
+        # connection, counted only between the toggles.
+        n=${CALLGRIND_REQUESTS:-20000}
+        python3 "$REPO/bench/fixed_requests.py" "$GW_URL" 2000 "Authorization: Bearer $TOKEN" >/dev/null
+        callgrind_control -i on "$SERVER_PID" >/dev/null
+        python3 "$REPO/bench/fixed_requests.py" "$GW_URL" "$n" "Authorization: Bearer $TOKEN"
+        callgrind_control -i off "$SERVER_PID" >/dev/null
+        callgrind_control -d "$SERVER_PID" >/dev/null
+        sleep 1
+        files=("$WORK"/callgrind.out.*); cp "${files[@]}" "$OUT.callgrind.out"
+        total=0
+        for f in "${files[@]}"; do
+            ir=$(sed -n 's/^totals: *//p' "$f" | awk '{print $1}')
+            total=$((total + ${ir:-0}))
+        done
+        callgrind_annotate --inclusive=no "${files[@]}" 2>/dev/null | head -n 80 >"$OUT.callgrind.txt" || true
+        echo "INSTRUCTIONS per proxied request: $((total / n)) ($total over $n requests; breakdown in $OUT.callgrind.txt)"
+        exit 0
+    fi
     # profile LABEL PID URL [HEADER]
     profile() {
         if [[ "${PROFILE_TOOL:-perf}" == strace ]]; then

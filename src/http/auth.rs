@@ -102,6 +102,39 @@ async fn authenticate(state: &AppState, credentials: &[&str]) -> Result<Caller, 
     Ok(caller)
 }
 
+/// `MaybeCaller` for a connection that remembers the credential it
+/// verified last (`Iam::authenticate_remembered`): the same answers, and a
+/// connection that presents the same bearer on every request pays for its
+/// verification once. Two credentials (`Authorization` and `X-API-Key`)
+/// are verified in full every time.
+pub async fn maybe_caller_remembered<'m>(
+    parts: &Parts,
+    state: &AppState,
+    memo: &'m mut Option<crate::iam::Remembered>,
+) -> Result<Option<std::borrow::Cow<'m, Caller>>, ApiError> {
+    use std::borrow::Cow;
+    let credentials = match presented(parts) {
+        Ok(found) if !found.is_empty() => found,
+        _ => return Ok(None),
+    };
+    let verified = match credentials.as_slice() {
+        [one] => state
+            .iam
+            .authenticate_remembered(one, memo)
+            .await
+            .map(Cow::Borrowed),
+        several => authenticate(state, several).await.map(Cow::Owned),
+    };
+    match verified {
+        Ok(caller) => {
+            caller.require_not_client()?;
+            Ok(Some(caller))
+        }
+        Err(Error::Unauthenticated(_)) => Ok(None),
+        Err(other) => Err(other.into()),
+    }
+}
+
 /// The session cookie's value, if the request carries one.
 pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
     headers

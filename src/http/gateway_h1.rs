@@ -14,7 +14,6 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use axum::response::Response;
 use bytes::{Buf, Bytes, BytesMut};
@@ -23,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use super::auth::MaybeCaller;
+use super::auth::maybe_caller_remembered;
 use super::error;
 use super::gateway_routes::{is_mount, request_id, request_span, Direct, Logged};
 use super::serve::Clock;
@@ -77,6 +76,9 @@ impl Direct {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        // The credential verified last on this connection: a client sends
+        // the same one with every request.
+        let mut remembered = None;
         loop {
             let head = loop {
                 if !buf.is_empty() {
@@ -102,20 +104,15 @@ impl Direct {
                     return Ended::Closed;
                 }
             };
-            let Head::Carry {
-                mut parts,
-                len,
-                close,
-            } = head
-            else {
+            let Head::Carry { parts, len, close } = head else {
                 unreachable!("the loop above breaks with a head to carry");
             };
             // The head is in: from here the request is under way (no head
             // timeout while the credential is checked or the upstream works).
             let busy = clock.request_started(false);
             let state = self.state();
-            let caller = match MaybeCaller::from_request_parts(&mut parts, state).await {
-                Ok(MaybeCaller(caller)) => caller,
+            let caller = match maybe_caller_remembered(&parts, state, &mut remembered).await {
+                Ok(caller) => caller,
                 // hyper's path answers the refusal.
                 Err(_) => return Ended::HandOff,
             };
@@ -125,7 +122,7 @@ impl Direct {
             let head_only = parts.method == Method::HEAD;
             let prepared = span.in_scope(|| {
                 std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    state.gateway.prepare_h1(parts, caller.as_ref(), peer)
+                    state.gateway.prepare_h1(parts, caller.as_deref(), peer)
                 }))
             });
             let prepared = match prepared {

@@ -59,6 +59,12 @@ impl Principals {
         read_through(&self.generation, &self.tokens, id, store.api_token(id)).await
     }
 
+    /// Changes whenever `invalidate` runs: what was concluded from the
+    /// principals at one generation holds while it is still current.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Forgets everything; called after any change to users or tokens.
     pub fn invalidate(&self) {
         // Bump first, under the write locks, so a concurrent loader that read

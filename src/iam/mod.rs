@@ -129,6 +129,16 @@ impl Caller {
     }
 }
 
+/// A credential `Iam::authenticate_remembered` verified, and what it
+/// concluded; held by one connection, dropped with it.
+pub struct Remembered {
+    presented: Box<str>,
+    caller: Caller,
+    generation: u64,
+    /// When the credential stops working, if it does.
+    until: Option<DateTime<Utc>>,
+}
+
 /// A session token handed out by login or setup.
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -477,6 +487,44 @@ impl Iam {
     fn session(&self, user: &User) -> Result<Session> {
         let (token, expires_at) = self.jwt.issue(user)?;
         Ok(Session { token, expires_at })
+    }
+
+    /// `authenticate`, remembering the answer for a connection that keeps
+    /// presenting the same credential (the gateway's own HTTP/1 path): the
+    /// same bytes, while no user or token has changed since (the principal
+    /// cache's generation, which every role change, deletion and revocation
+    /// bumps) and before the credential expires, are the same caller, so
+    /// the secret is not hashed, nor the signature checked, again. The
+    /// comparison with the remembered credential is constant-time.
+    pub async fn authenticate_remembered<'m>(
+        &self,
+        bearer: &str,
+        memo: &'m mut Option<Remembered>,
+    ) -> Result<&'m Caller> {
+        let now = Utc::now();
+        let still = memo.as_ref().is_some_and(|m| {
+            bool::from(m.presented.as_bytes().ct_eq(bearer.as_bytes()))
+                && m.generation == self.principals.generation()
+                && m.until.is_none_or(|until| now < until)
+        });
+        if !still {
+            *memo = None;
+            // Read before authenticating: a change that lands meanwhile
+            // makes the memo stale at once.
+            let generation = self.principals.generation();
+            let caller = self.authenticate(bearer).await?;
+            let until = match &caller.credential {
+                Credential::Session { expires_at } => Some(*expires_at),
+                Credential::ApiToken { expires_at, .. } => *expires_at,
+            };
+            *memo = Some(Remembered {
+                presented: bearer.into(),
+                caller,
+                generation,
+                until,
+            });
+        }
+        Ok(&memo.as_ref().expect("remembered above").caller)
     }
 
     /// Turns a bearer credential (JWT or `fbk_` API token) into a caller.

@@ -522,3 +522,102 @@ async fn gateway_h1_closes_its_idle_connections_at_shutdown(fast: bool) {
     assert!(fb.wait().success());
     upstream.abort();
 }
+
+fn get_as(path: &str, bearer: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {bearer}\r\n\r\n")
+}
+
+/// The role and user the upstream was told about in the last request head.
+fn last_identity(seen: &Mutex<Vec<String>>) -> (String, String) {
+    let heads = seen.lock().unwrap();
+    let head = heads.last().unwrap().to_ascii_lowercase();
+    let field = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    (field("x-flagbase-role:"), field("x-flagbase-user-id:"))
+}
+
+// The own path verifies a connection's credential once and remembers it;
+// a change to the user or the token must still count from the very next
+// request on that connection, as on hyper's path.
+both_paths!(gateway_h1_applies_a_role_change_a_revocation_and_an_expiry_to_the_next_request_of_the_same_connection);
+async fn gateway_h1_applies_a_role_change_a_revocation_and_an_expiry_to_the_next_request_of_the_same_connection(
+    fast: bool,
+) {
+    let (fb, seen, upstream, _) = gateway(fast).await;
+    let admin = fb.login("admin@example.com").await;
+    let (dev_id, dev_jwt) = fb.user("dev@example.com", "developer", Some(&admin)).await;
+    let token = |body: serde_json::Value| {
+        let fb = &fb;
+        let dev_jwt = dev_jwt.clone();
+        async move {
+            let r = fb.post("/api/v1/tokens", body, Some(&dev_jwt)).await;
+            assert_eq!(r.status, 201, "{}", r.body);
+            (
+                r.body["id"].as_str().unwrap().to_string(),
+                r.body["token"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    let (token_id, secret) = token(serde_json::json!({"name": "gw", "role": "developer"})).await;
+    let mut client = Client::connect(&fb).await;
+    let mut ask = async |bearer: &str| {
+        client.send(&get_as("/gateway/up/who", bearer)).await;
+        let r = client.response(false).await;
+        assert_eq!(r.status, 200, "{}", r.body());
+        last_identity(&seen)
+    };
+
+    let developer = ("developer".to_string(), dev_id.clone());
+    assert_eq!(ask(&secret).await, developer);
+    assert_eq!(ask(&secret).await, developer, "the same credential again");
+
+    let r = fb
+        .put(
+            &format!("/api/v1/users/{dev_id}/role"),
+            serde_json::json!({"role": "user"}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let user = ("user".to_string(), dev_id.clone());
+    assert_eq!(
+        ask(&secret).await,
+        user,
+        "the owner's new role bounds the token's"
+    );
+    // Another credential of the same person on the same connection.
+    assert_eq!(ask(&dev_jwt).await, user);
+    assert_eq!(ask(&secret).await, user);
+
+    let r = fb
+        .delete(&format!("/api/v1/tokens/{token_id}"), Some(&admin))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let anonymous = ("anonymous".to_string(), String::new());
+    assert_eq!(
+        ask(&secret).await,
+        anonymous,
+        "a revoked token is no credential"
+    );
+    // A wrong secret for a live token never rides on a remembered answer.
+    let (_, live) = token(serde_json::json!({"name": "live", "role": "user"})).await;
+    assert_eq!(ask(&live).await, user);
+    let mut wrong = live.clone().into_bytes();
+    let last = wrong.len() - 1;
+    wrong[last] = if wrong[last] == b'A' { b'B' } else { b'A' };
+    assert_eq!(ask(std::str::from_utf8(&wrong).unwrap()).await, anonymous);
+
+    let (_, brief) =
+        token(serde_json::json!({"name": "brief", "role": "user", "expires_in": "2s"})).await;
+    assert_eq!(ask(&brief).await, user);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        ask(&brief).await,
+        anonymous,
+        "an expired token is no credential"
+    );
+    upstream.abort();
+}
