@@ -66,32 +66,6 @@ pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
         })
 }
 
-/// Removes the console's session cookie from the `Cookie` headers of a
-/// request about to leave for an upstream: with it, the upstream could act
-/// as the signed-in user on Flagbase's API.
-pub fn withhold_session_cookie(headers: &mut HeaderMap) {
-    let name = crate::iam::browser::COOKIE_NAME;
-    if !cookies(headers).any(|(n, _)| n == name) {
-        return;
-    }
-    let kept: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|line| line.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| pair.split_once('=').is_none_or(|(n, _)| n.trim() != name))
-        .map(str::to_string)
-        .collect();
-    headers.remove(header::COOKIE);
-    if let Ok(value) = hyper::header::HeaderValue::from_str(&kept.join("; ")) {
-        if !kept.is_empty() {
-            headers.insert(header::COOKIE, value);
-        }
-    }
-}
-
 /// Which request attributes an evaluation can read. Turning every header,
 /// query parameter and cookie into an owned attribute costs more than the
 /// rest of the request; a flag reads only the attributes its rules and
@@ -336,12 +310,6 @@ mod tests {
         let ctx = build(&p, None, "127.0.0.1".parse().unwrap(), None, Reads::all());
         assert!(ctx.attribute("cookie.flagbase_session").is_none());
         assert_eq!(ctx.attribute("cookie.b"), Some(&serde_json::json!("2")));
-        let mut headers = p.headers.clone();
-        withhold_session_cookie(&mut headers);
-        let sent: Vec<_> = headers.get_all(header::COOKIE).iter().collect();
-        assert_eq!(sent, ["a=1; b=2"]);
-        let mut only = parts("/", &[("cookie", "flagbase_session=s")]).headers;
-        withhold_session_cookie(&mut only);
-        assert!(only.get(header::COOKIE).is_none());
+        // What upstreams receive: `outgoing.rs`.
     }
 }

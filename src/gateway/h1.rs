@@ -8,7 +8,7 @@
 //! copies the body as it arrives, framing untouched.
 //!
 //! Routing and header rules are the ones hyper's path uses (`Decision`,
-//! `Proxy::upstream_headers`): only the bytes are handled here. Whatever
+//! `outgoing.rs` for the fields): only the bytes are handled here. Whatever
 //! this path does not carry (a body, an upgrade, a function target, a
 //! refusal) is left to hyper's path before anything is sent or counted.
 
@@ -82,7 +82,7 @@ impl Gateway {
     /// with nothing counted or sent.
     pub fn prepare_h1(
         &self,
-        mut parts: Parts,
+        parts: Parts,
         caller: Option<&Caller>,
         peer: SocketAddr,
     ) -> Option<Prepared> {
@@ -91,17 +91,13 @@ impl Gateway {
             return None;
         };
         let path = upstream_path(&decision.route, target, &parts.uri);
-        let mut headers = std::mem::take(&mut parts.headers);
-        self.proxy
-            .upstream_headers(&mut headers, &decision, target, caller, peer);
         let mut head = Vec::with_capacity(512);
         head.extend_from_slice(parts.method.as_str().as_bytes());
         head.push(b' ');
         head.extend_from_slice(path.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
-        for (name, value) in &headers {
-            field(&mut head, name.as_str().as_bytes(), value.as_bytes());
-        }
+        self.proxy
+            .upstream_fields(&parts.headers, &decision, target, caller, peer, &mut head);
         head.extend_from_slice(b"\r\n");
         Some(Prepared {
             decision,

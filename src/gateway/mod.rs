@@ -17,6 +17,7 @@ mod context;
 mod h1;
 mod h1_pool;
 pub mod net;
+mod outgoing;
 mod pool;
 mod proxy;
 mod route;

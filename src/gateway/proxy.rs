@@ -24,9 +24,10 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-use super::context::{self, ANONYMOUS};
+use super::context;
 use super::h1_pool::Conns;
 use super::net::Cidr;
+use super::outgoing::{upstream_fields, FieldSink, Outgoing};
 use super::pool::{Pool, SendError};
 use super::route::{self, Route, Target, Upstream};
 use super::Gateway;
@@ -58,15 +59,15 @@ pub(super) const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
-const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
-const X_FLAGBASE_USER_ID: HeaderName = HeaderName::from_static("x-flagbase-user-id");
-const X_FLAGBASE_ROLE: HeaderName = HeaderName::from_static("x-flagbase-role");
-const X_FLAGBASE_FLAG: HeaderName = HeaderName::from_static("x-flagbase-flag");
-const X_FLAGBASE_VARIANT: HeaderName = HeaderName::from_static("x-flagbase-variant");
+pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(super) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(super) const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+pub(super) const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+pub(super) const X_FLAGBASE_USER_ID: HeaderName = HeaderName::from_static("x-flagbase-user-id");
+pub(super) const X_FLAGBASE_ROLE: HeaderName = HeaderName::from_static("x-flagbase-role");
+pub(super) const X_FLAGBASE_FLAG: HeaderName = HeaderName::from_static("x-flagbase-flag");
+pub(super) const X_FLAGBASE_VARIANT: HeaderName = HeaderName::from_static("x-flagbase-variant");
 
 /// Why the gateway answers instead of the upstream, by whose fault:
 /// the caller's (no route, method, path, body size, role), the flag's
@@ -376,8 +377,16 @@ impl Gateway {
 
         let uri = Uri::from_maybe_shared(Bytes::from(upstream_path(route, target, &parts.uri)))
             .map_err(|e| Error::internal(format!("upstream URI: {e}")))?;
-        let mut headers = std::mem::take(&mut parts.headers);
-        proxy.upstream_headers(&mut headers, &decision, target, caller.as_ref(), peer);
+        // Room for what the gateway adds: growing the map rehashes it.
+        let mut headers = HeaderMap::with_capacity(parts.headers.len() + 12);
+        proxy.upstream_fields(
+            &parts.headers,
+            &decision,
+            target,
+            caller.as_ref(),
+            peer,
+            &mut headers,
+        );
         if let Some(upgrade) = upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, upgrade);
@@ -599,49 +608,36 @@ pub(super) fn upstream_path(route: &Route, target: &Upstream, uri: &Uri) -> Stri
 }
 
 impl Proxy {
-    /// Rewrites a request's headers for the upstream: hop-by-hop fields
-    /// removed, `X-Forwarded-*` and `Host` set, the caller's credentials
-    /// and session cookie withheld unless the route forwards them, our
-    /// `X-Flagbase-*` identity, and a newly minted bucket in `Cookie`.
-    pub(super) fn upstream_headers(
+    /// Writes the upstream request's header fields (`outgoing.rs` has the
+    /// rules) into `out`.
+    pub(super) fn upstream_fields(
         &self,
-        headers: &mut HeaderMap,
+        headers: &HeaderMap,
         decision: &Decision,
         target: &Upstream,
         caller: Option<&Caller>,
         peer: SocketAddr,
+        out: &mut impl FieldSink,
     ) {
         let route = &decision.route;
-        let original_host = headers.get(header::HOST).cloned();
-        strip_hop_by_hop(headers);
-        forwarding_headers(
+        let minted = decision
+            .minted
+            .as_ref()
+            .map(|bucket| format!("{}={bucket}", self.cookie_name));
+        upstream_fields(
             headers,
-            &Forwarding {
+            &Outgoing {
                 trusted: decision.trusted,
                 peer: peer.ip(),
-                host: original_host,
                 prefix: route.strip_prefix.then_some(route.path.as_str()),
-                target,
+                host: &target.host,
+                forward_authorization: route.forward_authorization,
+                caller,
+                served: decision.served.as_ref(),
+                minted: minted.as_deref(),
             },
+            out,
         );
-        if !route.forward_authorization {
-            headers.remove(header::AUTHORIZATION);
-            headers.remove(&X_API_KEY);
-        }
-        context::withhold_session_cookie(headers);
-        identity_headers(headers, caller, decision.served.as_ref());
-        if let Some(bucket) = &decision.minted {
-            // The upstream (and an SDK in it) sees the bucket from the
-            // first request on, as it will from the browser afterwards.
-            let pair = format!("{}={bucket}", self.cookie_name);
-            let joined = match headers.get(header::COOKIE).and_then(|v| v.to_str().ok()) {
-                Some(existing) => format!("{existing}; {pair}"),
-                None => pair,
-            };
-            if let Ok(value) = HeaderValue::from_str(&joined) {
-                headers.insert(header::COOKIE, value);
-            }
-        }
     }
 
     /// The `Set-Cookie` for a bucket minted by `decision`, if any.
@@ -653,7 +649,8 @@ impl Proxy {
     }
 }
 
-/// Removes the hop-by-hop fields, including every field `Connection` names.
+/// Removes the hop-by-hop fields of a response, including every field
+/// `Connection` names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
@@ -667,110 +664,12 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    // One pass to find them: most requests carry none, and removing an
+    // One pass to find them: most responses carry none, and removing an
     // absent name still hashes it.
     if headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
         for name in &HOP_BY_HOP {
             headers.remove(name);
         }
-    }
-}
-
-struct Forwarding<'a> {
-    /// Whether the peer is a trusted proxy, whose forwarding headers stand.
-    trusted: bool,
-    peer: IpAddr,
-    host: Option<HeaderValue>,
-    prefix: Option<&'a str>,
-    target: &'a Upstream,
-}
-
-/// `X-Forwarded-For` (appended to a trusted proxy's, else replaced),
-/// `-Proto`, `-Host`, `-Prefix`, and `Host` for the upstream.
-fn forwarding_headers(headers: &mut HeaderMap, f: &Forwarding<'_>) {
-    // An address is at most 45 bytes as text: rendered on the stack.
-    let mut buf = [0u8; 64];
-    let peer = {
-        use std::io::Write;
-        let mut cursor = std::io::Cursor::new(&mut buf[..]);
-        write!(cursor, "{}", f.peer.to_canonical()).expect("an address fits in 64 bytes");
-        let len = cursor.position() as usize;
-        &buf[..len]
-    };
-    let earlier: Vec<&str> = if f.trusted {
-        headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect()
-    } else {
-        headers.remove(header::FORWARDED);
-        Vec::new()
-    };
-    let xff = if earlier.is_empty() {
-        HeaderValue::from_bytes(peer).ok()
-    } else {
-        let peer = std::str::from_utf8(peer).unwrap_or_default();
-        HeaderValue::from_str(&format!("{}, {peer}", earlier.join(", "))).ok()
-    };
-    if let Some(value) = xff {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
-    let proto_kept = f.trusted
-        && headers
-            .get(&X_FORWARDED_PROTO)
-            .is_some_and(|v| matches!(v.as_bytes(), b"http" | b"https"));
-    if !proto_kept {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    }
-    if !(f.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        match &f.host {
-            Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
-            None => headers.remove(&X_FORWARDED_HOST),
-        };
-    }
-    match f.prefix.and_then(|p| HeaderValue::from_str(p).ok()) {
-        Some(prefix) => headers.insert(X_FORWARDED_PREFIX, prefix),
-        None => headers.remove(&X_FORWARDED_PREFIX),
-    };
-    headers.insert(header::HOST, f.target.host.clone());
-}
-
-/// Drops every client-sent `X-Flagbase-*` field and sets ours.
-fn identity_headers(headers: &mut HeaderMap, caller: Option<&Caller>, served: Option<&Served>) {
-    if headers
-        .keys()
-        .any(|k| k.as_str().starts_with("x-flagbase-"))
-    {
-        let spoofed: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("x-flagbase-"))
-            .cloned()
-            .collect();
-        for name in spoofed {
-            headers.remove(name);
-        }
-    }
-    fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(name, value);
-        }
-    }
-    match caller {
-        Some(caller) => {
-            set(headers, X_FLAGBASE_USER_ID, &caller.user.id);
-            headers.insert(
-                X_FLAGBASE_ROLE,
-                HeaderValue::from_static(caller.role.as_str()),
-            );
-        }
-        None => {
-            headers.insert(X_FLAGBASE_ROLE, HeaderValue::from_static(ANONYMOUS));
-        }
-    }
-    if let Some(served) = served {
-        set(headers, X_FLAGBASE_FLAG, &served.flag);
-        set(headers, X_FLAGBASE_VARIANT, &served.variant);
     }
 }
 
