@@ -364,9 +364,7 @@ fn response_head(buf: &[u8], head_only: bool) -> Parsed {
         .collect();
     for f in response.headers.iter() {
         let name = f.name.as_bytes();
-        let dropped = HOP_BY_HOP
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
+        let dropped = hop_by_hop(name)
             || named.iter().any(|n| name.eq_ignore_ascii_case(n))
             || name.eq_ignore_ascii_case(REQUEST_ID.as_str().as_bytes())
             // With chunked framing a length would contradict it.
@@ -389,6 +387,16 @@ fn response_head(buf: &[u8], head_only: bool) -> Parsed {
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Whether `name`, in any case, is one of `HOP_BY_HOP`: by length first,
+/// since every field of every response is asked.
+fn hop_by_hop(name: &[u8]) -> bool {
+    let is = |h: &HeaderName| name.eq_ignore_ascii_case(h.as_str().as_bytes());
+    match name.len() {
+        2 | 7 | 10 | 16 | 17 | 18 | 19 => HOP_BY_HOP.iter().any(is),
+        _ => false,
+    }
+}
 
 /// The comma-separated tokens of a field value, trimmed.
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -639,6 +647,17 @@ mod tests {
             rendered(&head),
             "HTTP/1.1 200 OK\r\ncontent-length: 3\r\nx-kept: yes\r\n"
         );
+    }
+
+    #[test]
+    fn every_hop_by_hop_name_is_caught_in_any_case() {
+        for name in &HOP_BY_HOP {
+            assert!(hop_by_hop(name.as_str().as_bytes()), "{name}");
+            assert!(hop_by_hop(name.as_str().to_ascii_uppercase().as_bytes()));
+        }
+        for kept in ["content-type", "tee", "trailers", "x-upgrade", ""] {
+            assert!(!hop_by_hop(kept.as_bytes()), "{kept}");
+        }
     }
 
     #[test]

@@ -107,10 +107,14 @@ impl Conns {
     pub fn checkin(&self, authority: &Authority, mut conn: Conn) {
         conn.buf.clear();
         let mut idle = self.shared.idle.lock().expect("pool lock");
-        if list_of(&mut idle, authority).is_none() {
-            idle.push((authority.clone(), Vec::new()));
-        }
-        let list = list_of(&mut idle, authority).expect("just added");
+        let at = match idle.iter().position(|(a, _)| same(a, authority)) {
+            Some(at) => at,
+            None => {
+                idle.push((authority.clone(), Vec::new()));
+                idle.len() - 1
+            }
+        };
+        let list = &mut idle[at].1;
         if list.len() >= self.shared.max_idle {
             // The oldest goes: LIFO reuse means it is the least useful.
             list.remove(0);
@@ -148,8 +152,15 @@ fn list_of<'a>(
     authority: &Authority,
 ) -> Option<&'a mut Vec<Idle>> {
     idle.iter_mut()
-        .find(|(a, _)| a == authority)
+        .find(|(a, _)| same(a, authority))
         .map(|(_, list)| list)
+}
+
+/// The same upstream, as routes spell it. `Authority`'s own `==` ignores
+/// case byte by byte, on every checkout and checkin; two routes that spell
+/// one host in different cases merely get a list each.
+fn same(a: &Authority, b: &Authority) -> bool {
+    a.as_str() == b.as_str()
 }
 
 /// An idle connection has nothing to read; a readable one was closed (end

@@ -47,7 +47,8 @@ const COOKIE_MAX_AGE: u64 = 365 * 24 * 3600;
 /// The headers that describe one hop only (RFC 9110 §7.6.1), plus the
 /// legacy ones proxies still see. Names are constants: a `&str` name is
 /// parsed and validated again on every lookup.
-pub(super) const HOP_BY_HOP: [HeaderName; 9] = [
+// A `static`: a `const` array is built and dropped at every use.
+pub(super) static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),

@@ -17,7 +17,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 
 use super::error::ApiError;
 use super::AppState;
@@ -26,6 +26,8 @@ use crate::iam::browser::csrf_matches;
 use crate::iam::Caller;
 
 pub use crate::iam::browser::COOKIE_NAME as SESSION_COOKIE;
+
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// Header values longer than this are not credentials we could have issued.
 const MAX_CREDENTIAL_BYTES: usize = 4096;
@@ -36,7 +38,7 @@ fn bad(why: &str) -> Error {
 
 /// The one value of header `name`; a header sent twice is refused rather
 /// than having one of its values looked at and the other ignored.
-fn single<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, Error> {
+fn single<'a>(parts: &'a Parts, name: &HeaderName) -> Result<Option<&'a str>, Error> {
     let mut values = parts.headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -56,7 +58,7 @@ fn single<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, Error> {
 /// credential anywhere is refused.
 fn presented(parts: &Parts) -> Result<Vec<&str>, Error> {
     let mut found = Vec::with_capacity(2);
-    if let Some(text) = single(parts, AUTHORIZATION.as_str())? {
+    if let Some(text) = single(parts, &AUTHORIZATION)? {
         let (scheme, credential) = text
             .split_once(' ')
             .ok_or_else(|| bad("expected Authorization: Bearer <token>"))?;
@@ -69,7 +71,7 @@ fn presented(parts: &Parts) -> Result<Vec<&str>, Error> {
         }
         found.push(credential);
     }
-    if let Some(text) = single(parts, "x-api-key")? {
+    if let Some(text) = single(parts, &X_API_KEY)? {
         let credential = text.trim();
         if credential.is_empty() || credential.len() > MAX_CREDENTIAL_BYTES {
             return Err(bad("invalid API token"));
@@ -181,8 +183,8 @@ pub fn cross_origin(headers: &HeaderMap, secure: bool) -> bool {
 pub async fn cookie_caller(parts: &Parts, state: &AppState, id: &str) -> Result<Caller, ApiError> {
     let active = state.sessions.authenticate(id).await?;
     if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        let presented =
-            single(parts, "x-csrf-token").map_err(|_| csrf_error("malformed X-CSRF-Token"))?;
+        let presented = single(parts, &HeaderName::from_static("x-csrf-token"))
+            .map_err(|_| csrf_error("malformed X-CSRF-Token"))?;
         let Some(presented) = presented else {
             return Err(csrf_error(
                 "a console request that changes state needs the X-CSRF-Token header",

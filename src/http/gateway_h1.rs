@@ -191,9 +191,8 @@ fn parse(buf: &[u8]) -> Head {
         return Head::Other;
     }
     let mut close = false;
-    // Room for what the gateway adds (X-Forwarded-*, X-Flagbase-*, Cookie):
-    // growing the map as they go in rehashes it, more than once.
-    let mut headers = HeaderMap::with_capacity(req.headers.len() + 12);
+    // Read, never added to: the upstream's fields are written elsewhere.
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
     for f in req.headers.iter() {
         let name = f.name;
         if name.eq_ignore_ascii_case("transfer-encoding")

@@ -136,7 +136,7 @@ pub struct Remembered {
     caller: Caller,
     generation: u64,
     /// When the credential stops working, if it does.
-    until: Option<DateTime<Utc>>,
+    until: Option<std::time::SystemTime>,
 }
 
 /// A session token handed out by login or setup.
@@ -501,7 +501,8 @@ impl Iam {
         bearer: &str,
         memo: &'m mut Option<Remembered>,
     ) -> Result<&'m Caller> {
-        let now = Utc::now();
+        // `SystemTime`: `Utc::now` also works out the calendar date.
+        let now = std::time::SystemTime::now();
         let still = memo.as_ref().is_some_and(|m| {
             bool::from(m.presented.as_bytes().ct_eq(bearer.as_bytes()))
                 && m.generation == self.principals.generation()
@@ -521,7 +522,7 @@ impl Iam {
                 presented: bearer.into(),
                 caller,
                 generation,
-                until,
+                until: until.map(std::time::SystemTime::from),
             });
         }
         Ok(&memo.as_ref().expect("remembered above").caller)
