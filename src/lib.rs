@@ -17,6 +17,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod objects;
+pub mod request_head;
 pub mod server;
 pub mod storage;
 pub mod stream;

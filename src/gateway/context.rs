@@ -7,11 +7,10 @@
 use std::net::IpAddr;
 
 use flagbase_engine::{Context, FlagSpec};
-use hyper::header::{self, HeaderMap};
-use hyper::http::request::Parts;
 use rand::RngCore;
 
 use crate::iam::Caller;
+use crate::request_head::{text, RequestHead};
 
 /// The role anonymous callers have in rules and in `X-Flagbase-Role`.
 pub const ANONYMOUS: &str = "anonymous";
@@ -54,11 +53,9 @@ pub fn new_bucket() -> String {
 }
 
 /// Every `name=value` pair of the request's `Cookie` headers.
-pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+pub fn cookies(head: &impl RequestHead) -> impl Iterator<Item = (&str, &str)> {
+    head.values("cookie")
+        .filter_map(text)
         .flat_map(|line| line.split(';'))
         .filter_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
@@ -134,7 +131,7 @@ impl<'a> Reads<'a> {
 /// The evaluation context of one request, holding the attributes `reads`
 /// allows. `bucket` is the anonymous caller's targeting key.
 pub fn build(
-    parts: &Parts,
+    head: &impl RequestHead,
     caller: Option<&Caller>,
     ip: IpAddr,
     bucket: Option<&str>,
@@ -146,21 +143,23 @@ pub fn build(
         (None, None) => Context::new(),
     };
     if reads.reads("", "method") {
-        ctx.insert("method", parts.method.as_str());
+        ctx.insert("method", head.method());
     }
     if reads.reads("", "path") {
-        ctx.insert("path", parts.uri.path());
+        ctx.insert("path", head.path());
     }
     if reads.reads("", "ip") {
         ctx.insert("ip", ip.to_string());
     }
     if reads.reads_any("header.") {
-        for (name, value) in &parts.headers {
-            if SECRET_HEADERS.contains(&name.as_str()) || !reads.reads("header.", name.as_str()) {
+        for (name, value) in head.fields() {
+            // Attributes name fields in lower case, whatever the client sent.
+            let name = name.to_ascii_lowercase();
+            if SECRET_HEADERS.contains(&name.as_str()) || !reads.reads("header.", &name) {
                 continue;
             }
-            if let Ok(value) = value.to_str() {
-                let key = format!("header.{}", name.as_str());
+            if let Some(value) = text(value) {
+                let key = format!("header.{name}");
                 // The first of repeated headers; rules see one value.
                 ctx.attributes
                     .entry(key)
@@ -168,7 +167,7 @@ pub fn build(
             }
         }
     }
-    if let Some(query) = parts.uri.query().filter(|_| reads.reads_any("query.")) {
+    if let Some(query) = head.query().filter(|_| reads.reads_any("query.")) {
         for (name, value) in form_urlencoded::parse(query.as_bytes()).take(MAX_QUERY) {
             if reads.reads("query.", &name) {
                 ctx.attributes
@@ -178,7 +177,7 @@ pub fn build(
         }
     }
     if reads.reads_any("cookie.") {
-        for (name, value) in cookies(&parts.headers)
+        for (name, value) in cookies(head)
             .filter(|(name, _)| *name != crate::iam::browser::COOKIE_NAME)
             .take(MAX_COOKIES)
         {
@@ -205,6 +204,7 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::http::request::Parts;
 
     fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
         let mut req = hyper::Request::get(uri);

@@ -16,15 +16,14 @@ use std::net::SocketAddr;
 
 use bytes::Buf;
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::http::request::Parts;
-use hyper::Method;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::h1_pool::{Conn, Conns};
-use super::proxy::{upstream_path, Decision, ProxyError, HOP_BY_HOP};
+use super::proxy::{hop_by_hop, upstream_path, Decision, ProxyError};
 use super::route::{Target, Upstream};
 use super::Gateway;
 use crate::iam::Caller;
+use crate::request_head::RequestHead;
 
 /// Header fields in a response head from an upstream, at most.
 const MAX_RESPONSE_HEADERS: usize = 100;
@@ -82,28 +81,33 @@ impl Gateway {
     /// with nothing counted or sent.
     pub fn prepare_h1(
         &self,
-        parts: Parts,
+        request: &impl RequestHead,
         caller: Option<&Caller>,
         peer: SocketAddr,
     ) -> Option<Prepared> {
-        let decision = self.decide(&parts, caller, peer).ok()?;
+        let decision = self.decide(request, caller, peer).ok()?;
         let Some(Target::Upstream(target)) = decision.target() else {
             return None;
         };
-        let path = upstream_path(&decision.route, target, &parts.uri);
+        let path = upstream_path(&decision.route, target, request.path(), request.query());
+        let method = request.method();
         let mut head = Vec::with_capacity(512);
-        head.extend_from_slice(parts.method.as_str().as_bytes());
+        head.extend_from_slice(method.as_bytes());
         head.push(b' ');
         head.extend_from_slice(path.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
         self.proxy
-            .upstream_fields(&parts.headers, &decision, target, caller, peer, &mut head);
+            .upstream_fields(request, &decision, target, caller, peer, &mut head);
         head.extend_from_slice(b"\r\n");
         Some(Prepared {
             decision,
             head,
-            resendable: parts.method.is_idempotent(),
-            head_only: parts.method == Method::HEAD,
+            // RFC 9110 §9.2.2.
+            resendable: matches!(
+                method,
+                "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+            ),
+            head_only: method == "HEAD",
         })
     }
 
@@ -388,16 +392,6 @@ fn response_head(buf: &[u8], head_only: bool) -> Parsed {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Whether `name`, in any case, is one of `HOP_BY_HOP`: by length first,
-/// since every field of every response is asked.
-fn hop_by_hop(name: &[u8]) -> bool {
-    let is = |h: &HeaderName| name.eq_ignore_ascii_case(h.as_str().as_bytes());
-    match name.len() {
-        2 | 7 | 10 | 16 | 17 | 18 | 19 => HOP_BY_HOP.iter().any(is),
-        _ => false,
-    }
-}
-
 /// The comma-separated tokens of a field value, trimmed.
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
@@ -647,17 +641,6 @@ mod tests {
             rendered(&head),
             "HTTP/1.1 200 OK\r\ncontent-length: 3\r\nx-kept: yes\r\n"
         );
-    }
-
-    #[test]
-    fn every_hop_by_hop_name_is_caught_in_any_case() {
-        for name in &HOP_BY_HOP {
-            assert!(hop_by_hop(name.as_str().as_bytes()), "{name}");
-            assert!(hop_by_hop(name.as_str().to_ascii_uppercase().as_bytes()));
-        }
-        for kept in ["content-type", "tee", "trailers", "x-upgrade", ""] {
-            assert!(!hop_by_hop(kept.as_bytes()), "{kept}");
-        }
     }
 
     #[test]

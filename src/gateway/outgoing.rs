@@ -24,23 +24,30 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{self, ANONYMOUS};
 use super::proxy::{
-    Served, HOP_BY_HOP, X_API_KEY, X_FLAGBASE_FLAG, X_FLAGBASE_ROLE, X_FLAGBASE_USER_ID,
+    hop_by_hop, Served, X_API_KEY, X_FLAGBASE_FLAG, X_FLAGBASE_ROLE, X_FLAGBASE_USER_ID,
     X_FLAGBASE_VARIANT, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PREFIX, X_FORWARDED_PROTO,
 };
 use crate::iam::Caller;
+use crate::request_head::{text, RequestHead};
 
 /// Where the upstream request's fields go.
 pub(super) trait FieldSink {
     /// A field of the client's request, passed on as it came.
-    fn pass(&mut self, name: &HeaderName, value: &HeaderValue);
+    fn pass(&mut self, name: &str, value: &[u8]);
     /// A field the gateway sets. A value that is not a valid field value
     /// (a control character from a user id, say) is left out, by both sinks.
     fn set(&mut self, name: &HeaderName, value: &[u8]);
 }
 
 impl FieldSink for HeaderMap {
-    fn pass(&mut self, name: &HeaderName, value: &HeaderValue) {
-        self.append(name.clone(), value.clone());
+    fn pass(&mut self, name: &str, value: &[u8]) {
+        // Both were valid in the request this path parsed.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value),
+        ) {
+            self.append(name, value);
+        }
     }
 
     fn set(&mut self, name: &HeaderName, value: &[u8]) {
@@ -52,8 +59,8 @@ impl FieldSink for HeaderMap {
 
 /// The head's bytes: `name: value` lines.
 impl FieldSink for Vec<u8> {
-    fn pass(&mut self, name: &HeaderName, value: &HeaderValue) {
-        super::h1::field(self, name.as_str().as_bytes(), value.as_bytes());
+    fn pass(&mut self, name: &str, value: &[u8]) {
+        super::h1::field(self, name.as_bytes(), value);
     }
 
     fn set(&mut self, name: &HeaderName, value: &[u8]) {
@@ -85,45 +92,46 @@ pub(super) struct Outgoing<'a> {
     pub minted: Option<&'a str>,
 }
 
-/// Writes the upstream request's fields for the client's `headers`.
-pub(super) fn upstream_fields(headers: &HeaderMap, o: &Outgoing<'_>, out: &mut impl FieldSink) {
+/// Writes the upstream request's fields for the client's request `head`.
+pub(super) fn upstream_fields(head: &impl RequestHead, o: &Outgoing<'_>, out: &mut impl FieldSink) {
     // Fields `Connection` names are hop-by-hop too; rare, so only then a
     // list. Everything below reads the request as if they were gone.
-    let named: Vec<HeaderName> = if headers.contains_key(header::CONNECTION) {
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let present = |name: &HeaderName| !named.contains(name) && headers.contains_key(name);
+    let named: Vec<&str> = head
+        .values("connection")
+        .filter_map(text)
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    let is_named = |name: &str| named.iter().any(|n| n.eq_ignore_ascii_case(name));
+    let is = |name: &str, wanted: &HeaderName| name.eq_ignore_ascii_case(wanted.as_str());
+    let present = |name: &'static str| !is_named(name) && head.has(name);
     let proto_kept = o.trusted
-        && !named.contains(&X_FORWARDED_PROTO)
-        && headers
-            .get(&X_FORWARDED_PROTO)
-            .is_some_and(|v| matches!(v.as_bytes(), b"http" | b"https"));
-    let host_kept = o.trusted && present(&X_FORWARDED_HOST);
-    let cookies_sent = !named.contains(&header::COOKIE);
-    let session = cookies_sent
-        && context::cookies(headers).any(|(n, _)| n == crate::iam::browser::COOKIE_NAME);
+        && !is_named(X_FORWARDED_PROTO.as_str())
+        && head
+            .first("x-forwarded-proto")
+            .is_some_and(|v| matches!(v, b"http" | b"https"));
+    let host_kept = o.trusted && present("x-forwarded-host");
+    let cookies_sent = !is_named("cookie");
+    let session =
+        cookies_sent && context::cookies(head).any(|(n, _)| n == crate::iam::browser::COOKIE_NAME);
     let cookie_rewritten = session || o.minted.is_some();
 
-    for (name, value) in headers {
-        let dropped = HOP_BY_HOP.contains(name)
-            || named.contains(name)
-            || name == header::HOST
-            || name == X_FORWARDED_FOR
-            || name == X_FORWARDED_PREFIX
-            || (name == header::FORWARDED && !o.trusted)
-            || (name == X_FORWARDED_PROTO && !proto_kept)
-            || (name == X_FORWARDED_HOST && !host_kept)
-            || (!o.forward_authorization && (name == header::AUTHORIZATION || name == X_API_KEY))
-            || (name == header::COOKIE && cookie_rewritten)
-            || name.as_str().starts_with("x-flagbase-");
+    for (name, value) in head.fields() {
+        let dropped = hop_by_hop(name.as_bytes())
+            || is_named(name)
+            || is(name, &header::HOST)
+            || is(name, &X_FORWARDED_FOR)
+            || is(name, &X_FORWARDED_PREFIX)
+            || (is(name, &header::FORWARDED) && !o.trusted)
+            || (is(name, &X_FORWARDED_PROTO) && !proto_kept)
+            || (is(name, &X_FORWARDED_HOST) && !host_kept)
+            || (!o.forward_authorization
+                && (is(name, &header::AUTHORIZATION) || is(name, &X_API_KEY)))
+            || (is(name, &header::COOKIE) && cookie_rewritten)
+            || name
+                .get(..11)
+                .is_some_and(|p| p.eq_ignore_ascii_case("x-flagbase-"));
         if !dropped {
             out.pass(name, value);
         }
@@ -131,12 +139,10 @@ pub(super) fn upstream_fields(headers: &HeaderMap, o: &Outgoing<'_>, out: &mut i
 
     // An address is at most 45 bytes as text.
     let mut xff = Vec::with_capacity(64);
-    if o.trusted && !named.contains(&X_FORWARDED_FOR) {
-        for earlier in headers.get_all(&X_FORWARDED_FOR).iter() {
-            if let Ok(text) = earlier.to_str() {
-                xff.extend_from_slice(text.as_bytes());
-                xff.extend_from_slice(b", ");
-            }
+    if o.trusted && !is_named(X_FORWARDED_FOR.as_str()) {
+        for earlier in head.values("x-forwarded-for").filter_map(text) {
+            xff.extend_from_slice(earlier.as_bytes());
+            xff.extend_from_slice(b", ");
         }
     }
     write_ip(&mut xff, o.peer.to_canonical());
@@ -146,8 +152,8 @@ pub(super) fn upstream_fields(headers: &HeaderMap, o: &Outgoing<'_>, out: &mut i
     }
     if !host_kept {
         // The client's own `Host`, even when `Connection` named it.
-        if let Some(host) = headers.get(header::HOST) {
-            out.set(&X_FORWARDED_HOST, host.as_bytes());
+        if let Some(host) = head.first("host") {
+            out.set(&X_FORWARDED_HOST, host);
         }
     }
     if let Some(prefix) = o.prefix {
@@ -163,22 +169,19 @@ pub(super) fn upstream_fields(headers: &HeaderMap, o: &Outgoing<'_>, out: &mut i
             }
             cookie.extend_from_slice(pair);
         };
-        let lines = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter(|_| cookies_sent);
+        let lines = head.values("cookie").filter(|_| cookies_sent);
         if session {
             // Pair by pair, without the session's.
             let name = crate::iam::browser::COOKIE_NAME;
             lines
-                .filter_map(|v| v.to_str().ok())
+                .filter_map(text)
                 .flat_map(|line| line.split(';'))
                 .map(str::trim)
                 .filter(|pair| !pair.is_empty())
                 .filter(|pair| pair.split_once('=').is_none_or(|(n, _)| n.trim() != name))
                 .for_each(|pair| add(pair.as_bytes()));
         } else {
-            lines.for_each(|line| add(line.as_bytes()));
+            lines.for_each(&mut add);
         }
         if let Some(pair) = o.minted {
             add(pair.as_bytes());
@@ -231,36 +234,64 @@ fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
 mod tests {
     use super::*;
 
-    fn request(fields: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
+    type Fields<'a> = &'a [(&'a str, &'a str)];
+
+    /// The fields upstreams get for a request with `fields`, as sorted
+    /// `name: value` lines (names in lower case): the same whichever head
+    /// (hyper's `Parts`, the own path's `RawHead`) and whichever sink.
+    fn upstream(fields: Fields<'_>, o: &Outgoing<'_>) -> Vec<String> {
+        let mut builder = hyper::Request::get("/gateway/app/x");
+        let mut raw = String::from("GET /gateway/app/x HTTP/1.1\r\n");
         for (n, v) in fields {
-            h.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
+            builder = builder.header(*n, *v);
+            raw.push_str(&format!("{n}: {v}\r\n"));
         }
-        h
+        raw.push_str("\r\n");
+        let parts = builder.body(()).unwrap().into_parts().0;
+        let mut found = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut found);
+        assert!(req.parse(raw.as_bytes()).unwrap().is_complete());
+        let raw_head = crate::request_head::RawHead {
+            method: "GET",
+            path: "/gateway/app/x",
+            query: None,
+            fields: req.headers,
+        };
+        let outputs = [
+            via_map(&parts, o),
+            via_bytes(&parts, o),
+            via_map(&raw_head, o),
+            via_bytes(&raw_head, o),
+        ];
+        for other in &outputs[1..] {
+            assert_eq!(&outputs[0], other);
+        }
+        outputs[0].clone()
     }
 
-    /// Both sinks, as sorted `name: value` lines.
-    fn both(headers: &HeaderMap, o: &Outgoing<'_>) -> (Vec<String>, Vec<String>) {
+    fn via_map(head: &impl RequestHead, o: &Outgoing<'_>) -> Vec<String> {
         let mut map = HeaderMap::new();
-        upstream_fields(headers, o, &mut map);
-        let mut from_map: Vec<String> = map
-            .iter()
-            .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
-            .collect();
+        upstream_fields(head, o, &mut map);
+        sorted(
+            map.iter()
+                .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap())),
+        )
+    }
+
+    fn via_bytes(head: &impl RequestHead, o: &Outgoing<'_>) -> Vec<String> {
         let mut bytes = Vec::new();
-        upstream_fields(headers, o, &mut bytes);
-        let mut from_bytes: Vec<String> = String::from_utf8(bytes)
-            .unwrap()
-            .split("\r\n")
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect();
-        from_map.sort();
-        from_bytes.sort();
-        (from_map, from_bytes)
+        upstream_fields(head, o, &mut bytes);
+        let text = String::from_utf8(bytes).unwrap();
+        sorted(text.split("\r\n").filter(|l| !l.is_empty()).map(|l| {
+            let (name, value) = l.split_once(": ").unwrap();
+            format!("{}: {value}", name.to_ascii_lowercase())
+        }))
+    }
+
+    fn sorted(lines: impl Iterator<Item = String>) -> Vec<String> {
+        let mut lines: Vec<String> = lines.collect();
+        lines.sort();
+        lines
     }
 
     fn outgoing<'a>(host: &'a HeaderValue, served: Option<&'a Served>) -> Outgoing<'a> {
@@ -283,7 +314,7 @@ mod tests {
             flag: "canary".into(),
             variant: "on".into(),
         };
-        let h = request(&[
+        let h: Fields = &[
             ("host", "shop.example"),
             ("connection", "keep-alive, x-secret-hop"),
             ("keep-alive", "timeout=5"),
@@ -302,9 +333,8 @@ mod tests {
             ("cookie", "flagbase_session=x"),
             ("accept", "text/html"),
             ("accept", "*/*"),
-        ]);
-        let (map, bytes) = both(&h, &outgoing(&host, Some(&served)));
-        assert_eq!(map, bytes);
+        ];
+        let map = upstream(h, &outgoing(&host, Some(&served)));
         assert_eq!(
             map,
             [
@@ -326,7 +356,7 @@ mod tests {
     #[test]
     fn a_trusted_proxy_keeps_its_forwarding_fields_and_a_minted_bucket_joins_the_cookies() {
         let host = HeaderValue::from_static("app.internal");
-        let h = request(&[
+        let h: Fields = &[
             ("host", "shop.example"),
             ("x-forwarded-for", "1.1.1.1, 2.2.2.2"),
             ("x-forwarded-for", "3.3.3.3"),
@@ -335,14 +365,13 @@ mod tests {
             ("forwarded", "for=1.1.1.1"),
             ("authorization", "Bearer t"),
             ("cookie", "a=1;b=2"),
-        ]);
+        ];
         let mut o = outgoing(&host, None);
         o.trusted = true;
         o.prefix = None;
         o.forward_authorization = true;
         o.minted = Some("fb_bucket=abcdefgh12");
-        let (map, bytes) = both(&h, &o);
-        assert_eq!(map, bytes);
+        let map = upstream(h, &o);
         assert_eq!(
             map,
             [
@@ -366,7 +395,7 @@ mod tests {
             // Not a field value: left out by both sinks alike.
             variant: "bad\nvalue".into(),
         };
-        let h = request(&[
+        let h: Fields = &[
             ("host", "shop.example"),
             (
                 "connection",
@@ -375,12 +404,11 @@ mod tests {
             ("x-forwarded-for", "1.1.1.1"),
             ("x-forwarded-proto", "https"),
             ("cookie", "flagbase_session=secret"),
-        ]);
+        ];
         let mut o = outgoing(&host, Some(&served));
         o.trusted = true;
         o.prefix = None;
-        let (map, bytes) = both(&h, &o);
-        assert_eq!(map, bytes);
+        let map = upstream(h, &o);
         assert_eq!(
             map,
             [
@@ -397,11 +425,10 @@ mod tests {
     #[test]
     fn a_minted_bucket_is_the_only_cookie_when_connection_names_cookie() {
         let host = HeaderValue::from_static("app.internal");
-        let h = request(&[("connection", "cookie"), ("cookie", "a=1")]);
+        let h: Fields = &[("connection", "cookie"), ("cookie", "a=1")];
         let mut o = outgoing(&host, None);
         o.minted = Some("fb_bucket=abcdefgh12");
-        let (map, bytes) = both(&h, &o);
-        assert_eq!(map, bytes);
+        let map = upstream(h, &o);
         assert!(
             map.contains(&"cookie: fb_bucket=abcdefgh12".to_string()),
             "{map:?}"
@@ -430,9 +457,8 @@ mod tests {
     #[test]
     fn a_session_cookie_alone_leaves_no_cookie_field() {
         let host = HeaderValue::from_static("app.internal");
-        let h = request(&[("cookie", "flagbase_session=s")]);
-        let (map, bytes) = both(&h, &outgoing(&host, None));
-        assert_eq!(map, bytes);
+        let h: Fields = &[("cookie", "flagbase_session=s")];
+        let map = upstream(h, &outgoing(&host, None));
         assert!(!map.iter().any(|l| l.starts_with("cookie:")), "{map:?}");
     }
 }

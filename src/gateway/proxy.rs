@@ -34,6 +34,7 @@ use super::Gateway;
 use crate::config::GatewayConfig;
 use crate::error::{Error, Result};
 use crate::iam::Caller;
+use crate::request_head::{text, RequestHead};
 
 /// How long connecting to an upstream may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,6 +60,16 @@ pub(super) static HOP_BY_HOP: [HeaderName; 9] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
+
+/// Whether `name`, in any case, is one of `HOP_BY_HOP`: by length first,
+/// since every field of every request and response is asked.
+pub(super) fn hop_by_hop(name: &[u8]) -> bool {
+    let is = |h: &HeaderName| name.eq_ignore_ascii_case(h.as_str().as_bytes());
+    match name.len() {
+        2 | 7 | 10 | 16 | 17 | 18 | 19 => HOP_BY_HOP.iter().any(is),
+        _ => false,
+    }
+}
 
 pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -129,15 +140,14 @@ impl Proxy {
 
     /// The client's address: the peer, or behind trusted proxies the
     /// right-most `X-Forwarded-For` entry that is not one of them.
-    fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    fn client_ip(&self, peer: IpAddr, head: &impl RequestHead) -> IpAddr {
         if !self.trusts(peer) {
             return peer;
         }
         let mut client = peer;
-        let entries = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+        let entries = head
+            .values("x-forwarded-for")
+            .filter_map(text)
             .flat_map(|v| v.split(','))
             .collect::<Vec<_>>();
         for entry in entries.into_iter().rev() {
@@ -245,18 +255,18 @@ impl Gateway {
     /// request. Counts nothing and sends nothing.
     pub(super) fn decide(
         &self,
-        parts: &hyper::http::request::Parts,
+        head: &impl RequestHead,
         caller: Option<&Caller>,
         peer: SocketAddr,
     ) -> std::result::Result<Decision, ProxyError> {
-        let path = parts.uri.path();
+        let path = head.path();
         if route::check_segments(path).is_err() {
             return Err(ProxyError::BadPath);
         }
         let table = self.table();
         let route = table.find(path).ok_or(ProxyError::NoRoute)?.clone();
         drop(table);
-        if !route.allows(parts.method.as_str()) {
+        if !route.allows(head.method()) {
             return Err(ProxyError::MethodNotAllowed);
         }
         if let Some(needed) = route.require_role {
@@ -273,10 +283,9 @@ impl Gateway {
         let proxy = &self.proxy;
         let trusted = proxy.trusts(peer.ip());
         let https = trusted
-            && parts
-                .headers
-                .get(&X_FORWARDED_PROTO)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+            && head
+                .first("x-forwarded-proto")
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"https"));
         let Some(key) = &route.flag_key else {
             return Ok(Decision {
                 route,
@@ -291,7 +300,7 @@ impl Gateway {
         let bucket = if caller.is_some() {
             None
         } else {
-            let sent = context::cookies(&parts.headers)
+            let sent = context::cookies(head)
                 .find(|(name, _)| *name == proxy.cookie_name)
                 .map(|(_, value)| value)
                 .filter(|value| context::valid_bucket(value))
@@ -302,14 +311,14 @@ impl Gateway {
                 bucket
             }))
         };
-        let ip = proxy.client_ip(peer.ip(), &parts.headers);
+        let ip = proxy.client_ip(peer.ip(), head);
         let live = self.flags.live();
         let reads = match live.snapshot.get(key) {
             Some(flag) => context::Reads::of(flag.spec()),
             // Evaluation answers "no such flag" whatever it is given.
             None => context::Reads::nothing(),
         };
-        let ctx = context::build(parts, caller, ip, bucket.as_deref(), reads);
+        let ctx = context::build(head, caller, ip, bucket.as_deref(), reads);
         let eval = live.snapshot.evaluate(key, &ctx);
         let variant = label(&eval);
         let pick = pick(&route, &eval, &variant);
@@ -376,12 +385,17 @@ impl Gateway {
             .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
             .flatten();
 
-        let uri = Uri::from_maybe_shared(Bytes::from(upstream_path(route, target, &parts.uri)))
-            .map_err(|e| Error::internal(format!("upstream URI: {e}")))?;
+        let uri = Uri::from_maybe_shared(Bytes::from(upstream_path(
+            route,
+            target,
+            parts.uri.path(),
+            parts.uri.query(),
+        )))
+        .map_err(|e| Error::internal(format!("upstream URI: {e}")))?;
         // Room for what the gateway adds: growing the map rehashes it.
         let mut headers = HeaderMap::with_capacity(parts.headers.len() + 12);
         proxy.upstream_fields(
-            &parts.headers,
+            &parts,
             &decision,
             target,
             caller.as_ref(),
@@ -588,8 +602,12 @@ fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
 /// prefix when it strips it), then the query string unchanged: the
 /// origin-form target the upstream is asked for (the pool picks the
 /// connection from the target, and `Host` names it).
-pub(super) fn upstream_path(route: &Route, target: &Upstream, uri: &Uri) -> String {
-    let path = uri.path();
+pub(super) fn upstream_path(
+    route: &Route,
+    target: &Upstream,
+    path: &str,
+    query: Option<&str>,
+) -> String {
     let tail = if route.strip_prefix {
         &path[route.path.len()..]
     } else {
@@ -601,7 +619,7 @@ pub(super) fn upstream_path(route: &Route, target: &Upstream, uri: &Uri) -> Stri
     if pq.is_empty() {
         pq.push('/');
     }
-    if let Some(query) = uri.query() {
+    if let Some(query) = query {
         pq.push('?');
         pq.push_str(query);
     }
@@ -613,7 +631,7 @@ impl Proxy {
     /// rules) into `out`.
     pub(super) fn upstream_fields(
         &self,
-        headers: &HeaderMap,
+        head: &impl RequestHead,
         decision: &Decision,
         target: &Upstream,
         caller: Option<&Caller>,
@@ -626,7 +644,7 @@ impl Proxy {
             .as_ref()
             .map(|bucket| format!("{}={bucket}", self.cookie_name));
         upstream_fields(
-            headers,
+            head,
             &Outgoing {
                 trusted: decision.trusted,
                 peer: peer.ip(),
@@ -762,6 +780,17 @@ impl hyper::body::Body for LimitedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_hop_by_hop_name_is_caught_in_any_case() {
+        for name in &HOP_BY_HOP {
+            assert!(hop_by_hop(name.as_str().as_bytes()), "{name}");
+            assert!(hop_by_hop(name.as_str().to_ascii_uppercase().as_bytes()));
+        }
+        for kept in ["content-type", "tee", "trailers", "x-upgrade", ""] {
+            assert!(!hop_by_hop(kept.as_bytes()), "{kept}");
+        }
+    }
 
     #[test]
     fn hop_by_hop_fields_go_including_those_connection_names() {

@@ -15,19 +15,18 @@
 //! take an `Evaluator` instead.
 
 use axum::extract::FromRequestParts;
-use axum::http::header::{AUTHORIZATION, COOKIE, HOST};
+use axum::http::header::{COOKIE, HOST};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 
 use super::error::ApiError;
 use super::AppState;
 use crate::error::Error;
 use crate::iam::browser::csrf_matches;
 use crate::iam::Caller;
+use crate::request_head::{text, RequestHead};
 
 pub use crate::iam::browser::COOKIE_NAME as SESSION_COOKIE;
-
-const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// Header values longer than this are not credentials we could have issued.
 const MAX_CREDENTIAL_BYTES: usize = 4096;
@@ -38,17 +37,15 @@ fn bad(why: &str) -> Error {
 
 /// The one value of header `name`; a header sent twice is refused rather
 /// than having one of its values looked at and the other ignored.
-fn single<'a>(parts: &'a Parts, name: &HeaderName) -> Result<Option<&'a str>, Error> {
-    let mut values = parts.headers.get_all(name).iter();
+fn single<'a>(head: &'a impl RequestHead, name: &'static str) -> Result<Option<&'a str>, Error> {
+    let mut values = head.values(name);
     let Some(value) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
         return Err(bad(&format!("more than one {name} header")));
     }
-    let text = value
-        .to_str()
-        .map_err(|_| bad(&format!("malformed {name} header")))?;
+    let text = text(value).ok_or_else(|| bad(&format!("malformed {name} header")))?;
     Ok(Some(text))
 }
 
@@ -56,9 +53,9 @@ fn single<'a>(parts: &'a Parts, name: &HeaderName) -> Result<Option<&'a str>, Er
 /// `X-API-Key`, each checked for form. A header that is present but not a
 /// credential is an error, never skipped: a request carrying an invalid
 /// credential anywhere is refused.
-fn presented(parts: &Parts) -> Result<Vec<&str>, Error> {
+fn presented(head: &impl RequestHead) -> Result<Vec<&str>, Error> {
     let mut found = Vec::with_capacity(2);
-    if let Some(text) = single(parts, &AUTHORIZATION)? {
+    if let Some(text) = single(head, "authorization")? {
         let (scheme, credential) = text
             .split_once(' ')
             .ok_or_else(|| bad("expected Authorization: Bearer <token>"))?;
@@ -71,7 +68,7 @@ fn presented(parts: &Parts) -> Result<Vec<&str>, Error> {
         }
         found.push(credential);
     }
-    if let Some(text) = single(parts, &X_API_KEY)? {
+    if let Some(text) = single(head, "x-api-key")? {
         let credential = text.trim();
         if credential.is_empty() || credential.len() > MAX_CREDENTIAL_BYTES {
             return Err(bad("invalid API token"));
@@ -110,12 +107,12 @@ async fn authenticate(state: &AppState, credentials: &[&str]) -> Result<Caller, 
 /// verification once. Two credentials (`Authorization` and `X-API-Key`)
 /// are verified in full every time.
 pub async fn maybe_caller_remembered<'m>(
-    parts: &Parts,
+    head: &impl RequestHead,
     state: &AppState,
     memo: &'m mut Option<crate::iam::Remembered>,
 ) -> Result<Option<std::borrow::Cow<'m, Caller>>, ApiError> {
     use std::borrow::Cow;
-    let credentials = match presented(parts) {
+    let credentials = match presented(head) {
         Ok(found) if !found.is_empty() => found,
         _ => return Ok(None),
     };
@@ -183,8 +180,8 @@ pub fn cross_origin(headers: &HeaderMap, secure: bool) -> bool {
 pub async fn cookie_caller(parts: &Parts, state: &AppState, id: &str) -> Result<Caller, ApiError> {
     let active = state.sessions.authenticate(id).await?;
     if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        let presented = single(parts, &HeaderName::from_static("x-csrf-token"))
-            .map_err(|_| csrf_error("malformed X-CSRF-Token"))?;
+        let presented =
+            single(parts, "x-csrf-token").map_err(|_| csrf_error("malformed X-CSRF-Token"))?;
         let Some(presented) = presented else {
             return Err(csrf_error(
                 "a console request that changes state needs the X-CSRF-Token header",

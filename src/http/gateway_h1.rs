@@ -14,9 +14,9 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
+use axum::http::HeaderValue;
 use axum::response::Response;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -27,6 +27,7 @@ use super::error;
 use super::gateway_routes::{is_mount, request_id, request_span, Direct, Logged};
 use super::serve::Clock;
 use crate::gateway::{field, status_line, Reply};
+use crate::request_head::RawHead;
 
 /// A request head this path reads, at most; a longer one goes to hyper,
 /// which has its own limit and answers 431.
@@ -46,18 +47,14 @@ pub(super) enum Ended {
 }
 
 /// A request head, as far as this path is concerned.
-// Returned once per request and taken apart at once: boxing the large
-// variant would add an allocation to every request for nothing.
-#[allow(clippy::large_enum_variant)]
-enum Head {
+enum Head<'a> {
     Carry {
-        parts: axum::http::request::Parts,
+        head: RawHead<'a>,
         /// Bytes of the head in the buffer.
         len: usize,
         /// The client asked to close after the response.
         close: bool,
     },
-    Partial,
     /// Not for this path, or not well formed: hyper answers it.
     Other,
 }
@@ -80,13 +77,11 @@ impl Direct {
         // the same one with every request.
         let mut remembered = None;
         loop {
-            let head = loop {
-                if !buf.is_empty() {
-                    match parse(buf) {
-                        Head::Partial if buf.len() <= MAX_HEAD => {}
-                        Head::Partial | Head::Other => return Ended::HandOff,
-                        carry => break carry,
-                    }
+            // Read until the buffer holds a whole head: parsed once, then,
+            // and borrowed from the buffer until the upstream head is made.
+            while !holds_a_head(buf) {
+                if buf.len() > MAX_HEAD {
+                    return Ended::HandOff;
                 }
                 // Small: most heads are a few hundred bytes, and every connection
                 // starts here, including the API's long-lived streams.
@@ -103,26 +98,27 @@ impl Direct {
                 if !matches!(read, Ok(n) if n > 0) {
                     return Ended::Closed;
                 }
-            };
-            let Head::Carry { parts, len, close } = head else {
-                unreachable!("the loop above breaks with a head to carry");
+            }
+            let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let Head::Carry { head, len, close } = parse(buf, &mut fields) else {
+                return Ended::HandOff;
             };
             // The head is in: from here the request is under way (no head
             // timeout while the credential is checked or the upstream works).
             let busy = clock.request_started(false);
             let state = self.state();
-            let caller = match maybe_caller_remembered(&parts, state, &mut remembered).await {
+            let caller = match maybe_caller_remembered(&head, state, &mut remembered).await {
                 Ok(caller) => caller,
                 // hyper's path answers the refusal.
                 Err(_) => return Ended::HandOff,
             };
-            let id = request_id(&parts.headers);
+            let id = request_id(&head);
             let span = request_span(&id);
-            let logged = Logged::start(&parts.method, parts.uri.path());
-            let head_only = parts.method == Method::HEAD;
+            let logged = Logged::start(head.method, head.path);
+            let head_only = head.method == "HEAD";
             let prepared = span.in_scope(|| {
                 std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    state.gateway.prepare_h1(parts, caller.as_deref(), peer)
+                    state.gateway.prepare_h1(&head, caller.as_deref(), peer)
                 }))
             });
             let prepared = match prepared {
@@ -174,25 +170,43 @@ impl Direct {
     }
 }
 
-/// Reads a request head from the start of `buf`.
-fn parse(buf: &[u8]) -> Head {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut fields);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Head::Partial,
-        Err(_) => return Head::Other,
+/// Whether `buf` holds the end of a request head: an empty line, after
+/// CRLF or bare LF line ends (both of which `httparse` reads).
+fn holds_a_head(buf: &[u8]) -> bool {
+    let mut rest = buf;
+    while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+        match &rest[at + 1..] {
+            [b'\n', ..] | [b'\r', b'\n', ..] => return true,
+            tail => rest = tail,
+        }
+    }
+    false
+}
+
+/// Reads the request head at the start of `buf` (which holds a whole
+/// one: `holds_a_head`).
+fn parse<'a>(buf: &'a [u8], fields: &'a mut [httparse::Header<'a>]) -> Head<'a> {
+    let mut req = httparse::Request::new(fields);
+    let Ok(httparse::Status::Complete(len)) = req.parse(buf) else {
+        return Head::Other;
     };
     let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
         return Head::Other;
     };
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    // What `http::Uri` reads the same way everywhere: RFC 3986 path and
+    // query characters. Anything else (a fragment, quotes, braces) is
+    // hyper's to read or refuse.
+    if !target.bytes().all(plain_target_byte) {
+        return Head::Other;
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
     if !path.starts_with('/') || !is_mount(path) {
         return Head::Other;
     }
     let mut close = false;
-    // Read, never added to: the upstream's fields are written elsewhere.
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
     for f in req.headers.iter() {
         let name = f.name;
         if name.eq_ignore_ascii_case("transfer-encoding")
@@ -214,26 +228,44 @@ fn parse(buf: &[u8]) -> Head {
                 }
             }
         }
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(f.value),
-        ) else {
-            return Head::Other;
-        };
-        headers.append(name, value);
     }
-    let (Ok(method), Ok(uri)) = (
-        Method::from_bytes(method.as_bytes()),
-        Uri::from_maybe_shared(Bytes::copy_from_slice(target.as_bytes())),
-    ) else {
-        return Head::Other;
-    };
-    let (mut parts, ()) = Request::new(()).into_parts();
-    parts.method = method;
-    parts.uri = uri;
-    parts.version = Version::HTTP_11;
-    parts.headers = headers;
-    Head::Carry { parts, len, close }
+    Head::Carry {
+        head: RawHead {
+            method,
+            path,
+            query,
+            fields: req.headers,
+        },
+        len,
+        close,
+    }
+}
+
+/// RFC 3986 `pchar`, `/` and `?`: unreserved, sub-delims, `:`, `@`, `%`.
+fn plain_target_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'/'
+                | b'?'
+                | b'%'
+        )
 }
 
 /// Writes a response the gateway made itself (an error: small, whole).
@@ -286,27 +318,78 @@ where
 mod tests {
     use super::*;
 
-    fn carried(raw: &str) -> (axum::http::request::Parts, usize, bool) {
-        match parse(raw.as_bytes()) {
-            Head::Carry { parts, len, close } => (parts, len, close),
-            Head::Partial => panic!("partial: {raw:?}"),
+    type Carried = (
+        String,
+        String,
+        Option<String>,
+        Vec<(String, String)>,
+        usize,
+        bool,
+    );
+
+    /// `(method, path, query, fields, len, close)` of a head this path carries.
+    fn carried(raw: &str) -> Carried {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        assert!(holds_a_head(raw.as_bytes()), "{raw:?}");
+        match parse(raw.as_bytes(), &mut fields) {
+            Head::Carry { head, len, close } => (
+                head.method.to_string(),
+                head.path.to_string(),
+                head.query.map(str::to_string),
+                head.fields
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.name.to_string(),
+                            String::from_utf8_lossy(f.value).to_string(),
+                        )
+                    })
+                    .collect(),
+                len,
+                close,
+            ),
             Head::Other => panic!("other: {raw:?}"),
         }
+    }
+
+    fn other(raw: &str) -> bool {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        matches!(parse(raw.as_bytes(), &mut fields), Head::Other)
     }
 
     #[test]
     fn bodyless_gateway_requests_are_carried() {
         let raw = "GET /gateway/api/x?q=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-A: 2\r\n\r\nGET /next";
-        let (parts, len, close) = carried(raw);
+        let (method, path, query, fields, len, close) = carried(raw);
         assert_eq!(len, raw.len() - "GET /next".len());
         assert!(!close);
-        assert_eq!(parts.method, Method::GET);
-        assert_eq!(parts.uri.path(), "/gateway/api/x");
-        assert_eq!(parts.uri.query(), Some("q=1"));
-        assert_eq!(parts.headers.get_all("x-a").iter().count(), 2);
-        let (_, _, close) =
+        assert_eq!((method.as_str(), path.as_str()), ("GET", "/gateway/api/x"));
+        assert_eq!(query.as_deref(), Some("q=1"));
+        assert_eq!(fields.iter().filter(|(n, _)| n == "X-A").count(), 2);
+        let (.., close) =
             carried("DELETE /gateway HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         assert!(close);
+        // Bare LF line ends are a head too.
+        let (_, path, ..) = carried("GET /gateway/lf HTTP/1.1\nHost: h\n\n");
+        assert_eq!(path, "/gateway/lf");
+    }
+
+    #[test]
+    fn a_head_is_whole_at_its_empty_line() {
+        for partial in [
+            "",
+            "GET /gateway/a HTTP/1.1\r\nHost: h",
+            "GET / HTTP/1.1\r\nA: b\r\n\r",
+        ] {
+            assert!(!holds_a_head(partial.as_bytes()), "{partial:?}");
+        }
+        for whole in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\n\n",
+            "GET / HTTP/1.1\r\nA: b\n\r\nrest",
+        ] {
+            assert!(holds_a_head(whole.as_bytes()), "{whole:?}");
+        }
     }
 
     #[test]
@@ -322,15 +405,15 @@ mod tests {
             "GET /gateway/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
             "PUT /gateway/a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
             "BAD\r\n\r\n",
+            // Targets `http::Uri` may read differently: hyper decides.
+            "GET /gateway/a#frag HTTP/1.1\r\n\r\n",
+            "GET /gateway/{x} HTTP/1.1\r\n\r\n",
+            "GET /gateway/\"q\" HTTP/1.1\r\n\r\n",
         ] {
-            assert!(matches!(parse(raw.as_bytes()), Head::Other), "{raw:?}");
+            assert!(other(raw), "{raw:?}");
         }
-        assert!(matches!(
-            parse(b"GET /gateway/a HTTP/1.1\r\nHost: h"),
-            Head::Partial
-        ));
         let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: v\r\n")).collect();
         let raw = format!("GET /gateway/a HTTP/1.1\r\n{many}\r\n");
-        assert!(matches!(parse(raw.as_bytes()), Head::Other));
+        assert!(other(&raw));
     }
 }

@@ -64,8 +64,10 @@ impl Direct {
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<axum::BoxError>,
     {
-        let id = request_id(req.headers());
-        let logged = Logged::start(req.method(), req.uri().path());
+        let (parts, body) = req.into_parts();
+        let id = request_id(&parts);
+        let logged = Logged::start(parts.method.as_str(), parts.uri.path());
+        let req = hyper::Request::from_parts(parts, body);
         let span = request_span(&id);
         let handled = AssertUnwindSafe(self.handle(req, peer).instrument(span.clone()))
             .catch_unwind()
@@ -107,11 +109,11 @@ impl Direct {
 }
 
 /// The request's own id when it is sane, else a generated one.
-pub(super) fn request_id(headers: &axum::http::HeaderMap) -> HeaderValue {
-    headers
-        .get(super::request::REQUEST_ID)
-        .filter(|v| v.to_str().is_ok_and(super::request::acceptable))
-        .cloned()
+pub(super) fn request_id(head: &impl crate::request_head::RequestHead) -> HeaderValue {
+    head.first(super::request::REQUEST_ID)
+        .and_then(crate::request_head::text)
+        .filter(|id| super::request::acceptable(id))
+        .and_then(|id| HeaderValue::from_str(id).ok())
         .unwrap_or_else(generated_request_id)
 }
 
@@ -122,15 +124,15 @@ pub(super) fn request_span(id: &HeaderValue) -> tracing::Span {
 
 /// What the request log line needs, taken only when it is written.
 pub(super) struct Logged {
-    method: axum::http::Method,
+    method: String,
     path: String,
     started: std::time::Instant,
 }
 
 impl Logged {
-    pub(super) fn start(method: &axum::http::Method, path: &str) -> Option<Logged> {
+    pub(super) fn start(method: &str, path: &str) -> Option<Logged> {
         tracing::enabled!(target: "flagbase::http::request", tracing::Level::INFO).then(|| Logged {
-            method: method.clone(),
+            method: method.to_owned(),
             path: path.to_owned(),
             started: std::time::Instant::now(),
         })
