@@ -173,14 +173,10 @@ impl Direct {
 /// Whether `buf` holds the end of a request head: an empty line, after
 /// CRLF or bare LF line ends (both of which `httparse` reads).
 fn holds_a_head(buf: &[u8]) -> bool {
-    let mut rest = buf;
-    while let Some(at) = rest.iter().position(|&b| b == b'\n') {
-        match &rest[at + 1..] {
-            [b'\n', ..] | [b'\r', b'\n', ..] => return true,
-            tail => rest = tail,
-        }
-    }
-    false
+    // `memchr` per line end: a `memmem` searcher costs more to set up than
+    // a head takes to scan.
+    memchr::memchr_iter(b'\n', buf)
+        .any(|at| matches!(&buf[at + 1..], [b'\n', ..] | [b'\r', b'\n', ..]))
 }
 
 /// Reads the request head at the start of `buf` (which holds a whole
