@@ -122,10 +122,54 @@ impl<'a> Reads<'a> {
                 .any(|attr| attr.strip_prefix(prefix).is_some_and(|rest| rest == name))
     }
 
-    /// Whether any attribute starting with `prefix` may be read.
-    fn reads_any(&self, prefix: &str) -> bool {
-        (self.flag.is_none() && !self.nothing) || self.names().any(|attr| attr.starts_with(prefix))
+    /// Which of the attributes every request has may be read, in one pass
+    /// over the names (asking `reads` for each would walk them each time).
+    fn wants(&self) -> Wants {
+        if self.flag.is_none() && !self.nothing {
+            return Wants {
+                method: true,
+                path: true,
+                ip: true,
+                user_id: true,
+                email: true,
+                role: true,
+                header: true,
+                query: true,
+                cookie: true,
+            };
+        }
+        let mut wants = Wants::default();
+        for attr in self.names() {
+            match attr {
+                "method" => wants.method = true,
+                "path" => wants.path = true,
+                "ip" => wants.ip = true,
+                "userId" => wants.user_id = true,
+                "email" => wants.email = true,
+                "role" => wants.role = true,
+                _ if attr.starts_with("header.") => wants.header = true,
+                _ if attr.starts_with("query.") => wants.query = true,
+                _ if attr.starts_with("cookie.") => wants.cookie = true,
+                _ => {}
+            }
+        }
+        wants
     }
+}
+
+/// What `Reads::wants` found: each flag says whether the attribute (or,
+/// for `header`, `query` and `cookie`, any attribute with that prefix) is read.
+#[derive(Default)]
+struct Wants {
+    method: bool,
+    path: bool,
+    ip: bool,
+    user_id: bool,
+    email: bool,
+    role: bool,
+    header: bool,
+    query: bool,
+    cookie: bool,
 }
 
 /// The evaluation context of one request, holding the attributes `reads`
@@ -142,16 +186,17 @@ pub fn build(
         (None, Some(bucket)) => Context::with_targeting_key(bucket),
         (None, None) => Context::new(),
     };
-    if reads.reads("", "method") {
+    let wants = reads.wants();
+    if wants.method {
         ctx.insert("method", head.method());
     }
-    if reads.reads("", "path") {
+    if wants.path {
         ctx.insert("path", head.path());
     }
-    if reads.reads("", "ip") {
+    if wants.ip {
         ctx.insert("ip", ip.to_string());
     }
-    if reads.reads_any("header.") {
+    if wants.header {
         for (name, value) in head.fields() {
             // Attributes name fields in lower case, whatever the client sent.
             let name = name.to_ascii_lowercase();
@@ -167,7 +212,7 @@ pub fn build(
             }
         }
     }
-    if let Some(query) = head.query().filter(|_| reads.reads_any("query.")) {
+    if let Some(query) = head.query().filter(|_| wants.query) {
         for (name, value) in form_urlencoded::parse(query.as_bytes()).take(MAX_QUERY) {
             if reads.reads("query.", &name) {
                 ctx.attributes
@@ -176,7 +221,7 @@ pub fn build(
             }
         }
     }
-    if reads.reads_any("cookie.") {
+    if wants.cookie {
         for (name, value) in cookies(head)
             .filter(|(name, _)| *name != crate::iam::browser::COOKIE_NAME)
             .take(MAX_COOKIES)
@@ -189,14 +234,22 @@ pub fn build(
         }
     }
     // Identity comes last, from the credential: a header or cookie cannot
-    // claim it.
+    // claim it. (The targeting key above is the user id for the engine's
+    // own use: targeted users, rollouts.)
     match caller {
         Some(caller) => {
-            ctx.insert("userId", caller.user.id.clone());
-            ctx.insert("email", caller.user.email.clone());
-            ctx.insert("role", caller.role.as_str());
+            if wants.user_id {
+                ctx.insert("userId", caller.user.id.clone());
+            }
+            if wants.email {
+                ctx.insert("email", caller.user.email.clone());
+            }
+            if wants.role {
+                ctx.insert("role", caller.role.as_str());
+            }
         }
-        None => ctx.insert("role", ANONYMOUS),
+        None if wants.role => ctx.insert("role", ANONYMOUS),
+        None => {}
     }
     ctx
 }
@@ -271,7 +324,7 @@ mod tests {
         let ip = "10.0.0.9".parse().unwrap();
         let ctx = build(&p, None, ip, Some("bucket-123"), Reads::of(&flag));
         let all = build(&p, None, ip, Some("bucket-123"), Reads::all());
-        for read in ["header.x-canary", "query.beta", "cookie.beta", "role"] {
+        for read in ["header.x-canary", "query.beta", "cookie.beta"] {
             assert!(ctx.attribute(read).is_some(), "{read}");
             assert_eq!(ctx.attribute(read), all.attribute(read), "{read}");
         }
@@ -282,7 +335,36 @@ mod tests {
             "method",
             "path",
             "ip",
+            "role",
         ] {
+            assert!(ctx.attribute(unread).is_none(), "{unread}");
+            assert!(all.attribute(unread).is_some(), "{unread}");
+        }
+        // The caller's identity the same way: only what a rule names.
+        let caller = crate::iam::Caller {
+            user: crate::model::User {
+                id: "u-1".into(),
+                email: "a@example.com".into(),
+                password_hash: String::new(),
+                role: crate::model::Role::Developer,
+                created_at: chrono::Utc::now(),
+            },
+            role: crate::model::Role::Developer,
+            credential: crate::iam::Credential::Session {
+                expires_at: chrono::Utc::now(),
+            },
+        };
+        let by_email: FlagSpec = serde_json::from_value(serde_json::json!({
+            "key": "g", "enabled": true, "default_value": false,
+            "rules": [{"attribute": "email", "operator": "equals", "value": "a@example.com", "variant": true}]
+        }))
+        .unwrap();
+        let ctx = build(&p, Some(&caller), ip, None, Reads::of(&by_email));
+        let all = build(&p, Some(&caller), ip, None, Reads::all());
+        assert_eq!(ctx.targeting_key.as_deref(), Some("u-1"));
+        assert_eq!(ctx.attribute("email"), all.attribute("email"));
+        assert!(ctx.attribute("email").is_some());
+        for unread in ["userId", "role"] {
             assert!(ctx.attribute(unread).is_none(), "{unread}");
             assert!(all.attribute(unread).is_some(), "{unread}");
         }
