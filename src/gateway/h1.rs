@@ -360,16 +360,30 @@ fn response_head(buf: &[u8], head_only: bool) -> Parsed {
 
     let mut out = Vec::with_capacity(len + 128);
     status_line(&mut out, code);
-    let named: Vec<&[u8]> = response
+    // The fields `Connection` names (`keep-alive`, typically): on the stack
+    // up to eight, so no response allocates for them.
+    let mut few: [&[u8]; 8] = [b""; 8];
+    let mut count = 0;
+    let mut more: Vec<&[u8]> = Vec::new();
+    for token in response
         .headers
         .iter()
         .filter(|f| f.name.eq_ignore_ascii_case("connection"))
         .flat_map(|f| tokens(f.value))
-        .collect();
+    {
+        match few.get_mut(count) {
+            Some(slot) => {
+                *slot = token;
+                count += 1;
+            }
+            None => more.push(token),
+        }
+    }
+    let named = few[..count].iter().chain(&more);
     for f in response.headers.iter() {
         let name = f.name.as_bytes();
         let dropped = hop_by_hop(name)
-            || named.iter().any(|n| name.eq_ignore_ascii_case(n))
+            || named.clone().any(|n| name.eq_ignore_ascii_case(n))
             || name.eq_ignore_ascii_case(REQUEST_ID.as_str().as_bytes())
             // With chunked framing a length would contradict it.
             || (matches!(framing, Framing::Chunked | Framing::UntilClose)
