@@ -12,11 +12,15 @@
 //! this path does not carry (a body, an upgrade, a function target, a
 //! refusal) is left to hyper's path before anything is sent or counted.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 
 use bytes::Buf;
 use hyper::header::{HeaderName, HeaderValue};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Sleep;
 
 use super::h1_pool::{Conn, Conns};
 use super::proxy::{hop_by_hop, upstream_path, Decision, ProxyError};
@@ -119,6 +123,7 @@ impl Gateway {
         req: Prepared,
         client: &mut C,
         reply: &Reply<'_>,
+        mut timer: Pin<&mut Sleep>,
     ) -> Result<Answered, ProxyError>
     where
         C: AsyncRead + AsyncWrite + Unpin,
@@ -128,13 +133,25 @@ impl Gateway {
             unreachable!("prepare_h1 prepares upstream targets only");
         };
         let conns = &self.proxy.conns;
-        let sent = tokio::time::timeout(decision.route.timeout, send(conns, target, &req)).await;
+        // The route's timeout on the connection's one timer: moving a
+        // registered timer later is a compare-and-swap, where a new one per
+        // request goes into tokio's timer wheel and out again.
+        timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + decision.route.timeout);
+        let sending = send(conns, target, &req);
+        tokio::pin!(sending);
+        let sent = std::future::poll_fn(|cx| match sending.as_mut().poll(cx) {
+            Poll::Ready(answer) => Poll::Ready(Some(answer)),
+            Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+        })
+        .await;
         let (mut conn, head) = match sent {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(failed)) => {
+            Some(Ok(answer)) => answer,
+            Some(Err(failed)) => {
                 return Err(self.upstream_failed(decision, target, failed.connect, &failed))
             }
-            Err(_) => return Err(self.upstream_timed_out(decision, target)),
+            None => return Err(self.upstream_timed_out(decision, target)),
         };
         self.observe(decision.served.as_ref(), head.status >= 500);
 

@@ -76,6 +76,9 @@ impl Direct {
         // The credential verified last on this connection: a client sends
         // the same one with every request.
         let mut remembered = None;
+        // The route timeout's timer, one per connection (`exchange_h1`).
+        let timer = tokio::time::sleep(std::time::Duration::ZERO);
+        tokio::pin!(timer);
         loop {
             // Read until the buffer holds a whole head: parsed once, then,
             // and borrowed from the buffer until the upstream head is made.
@@ -142,7 +145,7 @@ impl Direct {
             let exchanged = AssertUnwindSafe(
                 state
                     .gateway
-                    .exchange_h1(prepared, io, &reply)
+                    .exchange_h1(prepared, io, &reply, timer.as_mut())
                     .instrument(span.clone()),
             )
             .catch_unwind()
