@@ -24,8 +24,9 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::context::{self, ANONYMOUS};
 use super::proxy::{
-    hop_by_hop, Served, X_API_KEY, X_FLAGBASE_FLAG, X_FLAGBASE_ROLE, X_FLAGBASE_USER_ID,
-    X_FLAGBASE_VARIANT, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PREFIX, X_FORWARDED_PROTO,
+    hop_by_hop, Served, XFF, XF_HOST, XF_PROTO, X_API_KEY, X_FLAGBASE_FLAG, X_FLAGBASE_ROLE,
+    X_FLAGBASE_USER_ID, X_FLAGBASE_VARIANT, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PREFIX,
+    X_FORWARDED_PROTO,
 };
 use crate::iam::Caller;
 use crate::request_head::{text, RequestHead};
@@ -112,9 +113,9 @@ pub(super) fn upstream_fields(head: &impl RequestHead, o: &Outgoing<'_>, out: &m
     let proto_kept = o.trusted
         && !is_named(X_FORWARDED_PROTO.as_str())
         && head
-            .first("x-forwarded-proto")
+            .first(XF_PROTO)
             .is_some_and(|v| matches!(v, b"http" | b"https"));
-    let host_kept = o.trusted && present("x-forwarded-host");
+    let host_kept = o.trusted && present(XF_HOST);
     let cookies_sent = !is_named("cookie");
     let session =
         cookies_sent && context::cookies(head).any(|(n, _)| n == crate::iam::browser::COOKIE_NAME);
@@ -143,7 +144,7 @@ pub(super) fn upstream_fields(head: &impl RequestHead, o: &Outgoing<'_>, out: &m
     // An address is at most 45 bytes as text.
     let mut xff = Vec::with_capacity(64);
     if o.trusted && !is_named(X_FORWARDED_FOR.as_str()) {
-        for earlier in head.values("x-forwarded-for").filter_map(text) {
+        for earlier in head.values(XFF).filter_map(text) {
             xff.extend_from_slice(earlier.as_bytes());
             xff.extend_from_slice(b", ");
         }

@@ -71,9 +71,13 @@ pub(super) fn hop_by_hop(name: &[u8]) -> bool {
     }
 }
 
-pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub(super) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// Names the rules also look up in a `RequestHead` (which takes `&str`).
+pub(super) const XFF: &str = "x-forwarded-for";
+pub(super) const XF_PROTO: &str = "x-forwarded-proto";
+pub(super) const XF_HOST: &str = "x-forwarded-host";
+pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static(XFF);
+pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(XF_PROTO);
+pub(super) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(XF_HOST);
 pub(super) const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 pub(super) const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub(super) const X_FLAGBASE_USER_ID: HeaderName = HeaderName::from_static("x-flagbase-user-id");
@@ -146,7 +150,7 @@ impl Proxy {
         }
         let mut client = peer;
         let entries = head
-            .values("x-forwarded-for")
+            .values(XFF)
             .filter_map(text)
             .flat_map(|v| v.split(','))
             .collect::<Vec<_>>();
@@ -284,7 +288,7 @@ impl Gateway {
         let trusted = proxy.trusts(peer.ip());
         let https = trusted
             && head
-                .first("x-forwarded-proto")
+                .first(XF_PROTO)
                 .is_some_and(|v| v.eq_ignore_ascii_case(b"https"));
         let Some(key) = &route.flag_key else {
             return Ok(Decision {
