@@ -820,6 +820,38 @@ mod tests {
     }
 
     #[test]
+    fn checks_on_many_threads_during_publishes_never_go_back_and_end_on_the_last() {
+        use std::sync::atomic::AtomicBool;
+        let shared = Arc::new(Shared::new(defs(1, false)));
+        let done = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let (shared, done) = (shared.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let mut last = 0;
+                    loop {
+                        // Read `done` first: a check after it must see the last publish.
+                        let finished = done.load(Ordering::Acquire);
+                        let seq = shared.with_defs(|d| d.seq);
+                        assert!(seq >= last, "went back from {last} to {seq}");
+                        last = seq;
+                        if finished {
+                            return last;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for seq in 2..=2000 {
+            shared.publish(defs(seq, seq % 2 == 0));
+        }
+        done.store(true, Ordering::Release);
+        for r in readers {
+            assert_eq!(r.join().unwrap(), 2000);
+        }
+    }
+
+    #[test]
     fn two_clients_checked_in_turn_on_one_thread_each_answer_from_their_own_flags() {
         let a = Shared::new(defs(1, true));
         let b = Shared::new(defs(1, false));
