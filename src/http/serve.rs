@@ -202,7 +202,11 @@ impl Connection {
             async move {
                 let response = match handler {
                     Handler::Router(router) => router.oneshot(req).await?,
-                    Handler::Gateway(gateway) => gateway.serve(req, peer).await,
+                    // Boxed: hyper keeps one allocation the size of this
+                    // future for the connection's whole life, and inline the
+                    // gateway's state (several KiB) would make every
+                    // connection pay for it, an idle SSE stream included.
+                    Handler::Gateway(gateway) => Box::pin(gateway.serve(req, peer)).await,
                 };
                 busy.responding();
                 // The connection is idle once the response is written, which
