@@ -204,7 +204,7 @@ impl Connection {
                     Handler::Router(router) => router.oneshot(req).await?,
                     // Boxed: hyper keeps one allocation the size of this
                     // future for the connection's whole life, and inline the
-                    // gateway's state (several KiB) would make every
+                    // gateway's state (about 3 KiB) would make every
                     // connection pay for it, an idle SSE stream included.
                     Handler::Gateway(gateway) => Box::pin(gateway.serve(req, peer)).await,
                 };
