@@ -249,7 +249,8 @@ impl Shared {
     }
 
     /// This thread's pin of the definitions in force, or `None` when the
-    /// thread is exiting (its locals are gone).
+    /// thread is exiting (its locals are gone) or its pin is already
+    /// borrowed.
     ///
     /// Why an `Rc` handed out rather than a closure run inside the pin: a
     /// closure carries the caller's key through memory, and when the caller
@@ -272,7 +273,7 @@ impl Shared {
 
     /// Runs `f` on the definitions in force.
     #[inline(always)]
-    fn with_defs<R>(&self, f: impl Fn(&Defs) -> R) -> R {
+    fn with_defs<R>(&self, f: impl FnOnce(&Defs) -> R) -> R {
         match self.pinned() {
             Some(defs) => f(&defs),
             None => f(&self.defs.load()),
